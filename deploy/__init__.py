@@ -1,0 +1,1 @@
+"""Starting and stopping the EmoStream mesh on one machine."""

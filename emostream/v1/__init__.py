@@ -1,0 +1,1 @@
+"""Generated from protos/emostream/v1 by protos/build.py; do not edit."""
