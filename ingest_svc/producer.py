@@ -1,0 +1,274 @@
+"""The Kafka side of ingest: queues taps and watches that they are delivered.
+
+Why the settings are what they are:
+
+- A tap that got OK must reach Kafka. So every record is retried for
+  ``message_timeout_ms`` (two minutes by default): a short broker outage or
+  restart is ridden out by the records already accepted, and the idempotent
+  producer keeps those retries free of duplicates.
+- New calls must not hang or pile up while the broker is gone. librdkafka
+  reports a dead broker at once through the error callback
+  (_TRANSPORT, _ALL_BROKERS_DOWN) but fails the queued records only after
+  ``message_timeout_ms``. So those reports, a timed-out record, or records
+  that make no progress for ``stall_s`` only make the broker *suspect*; the
+  poller then asks the broker for the topic's metadata with a short timeout.
+  If that fails, new calls are refused with UNAVAILABLE until a probe (every
+  second) or a delivery succeeds again. A suspicion that a probe disproves
+  (an idle connection the broker closed, say) refuses nothing.
+
+Delivery reports fire only inside poll() or flush(). A dedicated thread
+polls all the time: it serves reports however busy the event loop is, poll()
+waits without holding the GIL, and the blocking metadata probe runs there
+without touching the event loop. Callbacks therefore run on that thread and
+only touch counters, metrics and single attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from ingest_svc import metrics
+from ingest_svc.config import IngestConfig
+from ingest_svc.errors import BrokerUnavailable, IngestError, QueueFull
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+_PROBE_EVERY_S = 1.0
+_FAILURE_REPORT_EVERY_S = 1.0
+_START_PROBE_TIMEOUT_S = 5.0
+
+# Error-callback codes that mean the connection to the broker is gone.
+_CONNECTION_LOST = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
+
+# librdkafka's connection chatter: the broker state events below say the same
+# once per change, so these lines go to DEBUG.
+_CONNECTION_FACILITIES = frozenset({"FAIL", "BROKERFAIL", "CONNECT", "DISCONNECT"})
+
+
+class _LibrdkafkaLog:
+    """Takes librdkafka's log lines into our logging as key=value events."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("ingest_svc.librdkafka")
+
+    def log(self, level: int, fmt: str, facility: str, name: str, text: str) -> None:
+        if facility in _CONNECTION_FACILITIES:
+            level = logging.DEBUG
+        self._log.log(level, "kafka.log facility=%s message=%r", facility, text)
+
+
+class TapProducer:
+    """Queues serialized taps for one topic and tracks whether Kafka answers."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self._config = config
+        self._broker_up = False
+        self._fatal: KafkaError | None = None
+        self._suspect = threading.Event()
+        self._stopping = threading.Event()
+        self._last_progress = time.monotonic()
+        self._last_probe = 0.0
+        self._last_failure_report = 0.0
+        self._failures: Counter[str] = Counter()
+        self._failures_lock = threading.Lock()
+        self._producer = Producer(self.settings())
+        self._poller = threading.Thread(
+            target=self._poll_routine, name="kafka-poller", daemon=True
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The librdkafka configuration, callbacks included."""
+        c = self._config
+        return {
+            "bootstrap.servers": c.kafka_bootstrap,
+            "client.id": f"emostream-ingest-{c.listen}",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": c.linger_ms,
+            "compression.type": c.compression,
+            "message.timeout.ms": c.message_timeout_ms,
+            "queue.buffering.max.messages": c.queue_max_messages,
+            "queue.buffering.max.kbytes": c.queue_max_kbytes,
+            # Reconnect within a second of the broker's return.
+            "reconnect.backoff.max.ms": 1_000,
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+            "logger": _LibrdkafkaLog(),
+        }
+
+    # Lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Checks that the broker answers, then starts the poller thread.
+
+        A broker that is down at start is not fatal: calls are refused until
+        it answers.
+        """
+        self._probe(timeout_s=_START_PROBE_TIMEOUT_S)
+        metrics.watch_queue(self.queued, self.is_available)
+        self._poller.start()
+
+    async def close(self) -> None:
+        """Stops polling and flushes every queued record, within a bound."""
+        loop = asyncio.get_running_loop()
+        self._stopping.set()
+        await loop.run_in_executor(None, self._poller.join)
+
+        queued = len(self._producer)
+        log.info("producer.flushing queued=%d", queued)
+        left = await loop.run_in_executor(
+            None, self._producer.flush, self._config.flush_timeout_s
+        )
+        self._report_failures(force=True)
+        if left:
+            log.error(
+                "producer.records_lost topic=%s count=%d flush_timeout_s=%s",
+                self._config.topic,
+                left,
+                self._config.flush_timeout_s,
+            )
+        else:
+            log.info("producer.flushed topic=%s records=%d", self._config.topic, queued)
+
+    # Producing -------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        """True unless the broker is known to be down or the producer failed."""
+        return self._broker_up and self._fatal is None
+
+    def queued(self) -> int:
+        """Records queued or in flight, not yet acknowledged by Kafka."""
+        return len(self._producer)
+
+    def reserve(self, count: int) -> None:
+        """Refuses a call that would take ``count`` records nowhere.
+
+        Raises ``BrokerUnavailable`` while the broker is down and
+        ``QueueFull`` when ``count`` more records would not fit the queue.
+        """
+        if not self.is_available():
+            raise BrokerUnavailable("Kafka is unavailable; retry later")
+        if len(self._producer) + count > self._config.queue_max_messages:
+            raise QueueFull("ingest queue is full; retry later")
+
+    def produce_nowait(self, key: str, value: bytes) -> None:
+        """Queues one record; returns once librdkafka holds it."""
+        try:
+            self._producer.produce(self._config.topic, value=value, key=key)
+        except BufferError as exc:
+            raise QueueFull("ingest queue is full; retry later") from exc
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.retriable():
+                raise BrokerUnavailable("Kafka is unavailable; retry later") from exc
+            raise IngestError(f"produce failed: {error}") from exc
+
+    # The poller thread -----------------------------------------------------
+
+    def _poll_routine(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(_POLL_S)
+            now = time.monotonic()
+
+            # Records waiting with no delivery for stall_s: the broker may
+            # hang without closing the connection.
+            if len(self._producer) == 0:
+                self._last_progress = now
+            elif now - self._last_progress > self._config.stall_s:
+                self._suspect.set()
+
+            due = now - self._last_probe >= _PROBE_EVERY_S
+            if (self._suspect.is_set() or not self._broker_up) and due:
+                self._suspect.clear()
+                self._probe(timeout_s=self._config.probe_timeout_s)
+
+            self._report_failures()
+
+    def _probe(self, *, timeout_s: float) -> None:
+        """Asks the broker for the topic's metadata; marks it up or down."""
+        self._last_probe = time.monotonic()
+        topic = self._config.topic
+        try:
+            metadata = self._producer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            self._set_broker_up(False, reason=str(exc.args[0]))
+            return
+
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            reason = "topic missing" if found is None else str(found.error)
+            self._set_broker_up(False, reason=reason)
+            return
+        self._set_broker_up(True, reason="metadata")
+
+    def _set_broker_up(self, up: bool, *, reason: str) -> None:
+        if up == self._broker_up:
+            return
+        self._broker_up = up
+        if up:
+            self._last_progress = time.monotonic()
+            log.info("broker.up bootstrap=%s", self._config.kafka_bootstrap)
+        else:
+            log.warning(
+                "broker.down bootstrap=%s reason=%r queued=%d (refusing new taps)",
+                self._config.kafka_bootstrap,
+                reason,
+                len(self._producer),
+            )
+
+    # Callbacks (run inside poll() or flush()) --------------------------------
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            metrics.DELIVERED.inc()
+            self._last_progress = time.monotonic()
+            if not self._broker_up:
+                self._set_broker_up(True, reason="delivery")
+            return
+
+        metrics.DELIVERY_FAILED.inc()
+        with self._failures_lock:
+            self._failures[error.name()] += 1
+        if error.code() == KafkaError._MSG_TIMED_OUT:
+            self._suspect.set()
+        log.debug(
+            "delivery.failed topic=%s partition=%s key=%r error=%s",
+            message.topic(),
+            message.partition(),
+            message.key(),
+            error.name(),
+        )
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+            log.error("producer.fatal error=%s (refusing every tap from now)", error)
+        elif error.code() in _CONNECTION_LOST:
+            self._suspect.set()
+            log.debug("kafka.connection_lost error=%s", error)
+        else:
+            log.warning("kafka.error error=%s", error)
+
+    def _report_failures(self, *, force: bool = False) -> None:
+        """Logs failed deliveries at ERROR, summed per error, at most each second."""
+        now = time.monotonic()
+        if not force and now - self._last_failure_report < _FAILURE_REPORT_EVERY_S:
+            return
+        self._last_failure_report = now
+        with self._failures_lock:
+            failures, self._failures = self._failures, Counter()
+        for name, count in failures.items():
+            log.error(
+                "delivery.failed topic=%s count=%d error=%s (accepted taps lost)",
+                self._config.topic,
+                count,
+                name,
+            )
