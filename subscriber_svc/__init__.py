@@ -1,0 +1,1 @@
+"""Subscriber node: follows a cluster publisher and streams swarms to viewers."""
