@@ -1,0 +1,274 @@
+"""The aggregator's streaming query: emoji taps in, one swarm per match per batch.
+
+Local (how deploy/mesh.py starts it; the JVM comes up inside this process):
+
+    SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=.venv/bin/python \\
+    .venv/bin/python -m aggregator --kafka 127.0.0.1:9092 \\
+        --checkpoint run/aggregator/checkpoint --ready-file run/aggregator.ready
+
+On a Spark cluster, the same file is the application (see aggregator/README.md
+for the exact command, with the connector jars on --jars).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from types import FrameType
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from aggregator.batches import RECORD_COLUMNS, summarize
+from aggregator.config import LOCAL_MASTER, AggregatorConfig, parse_config
+from aggregator.sink import SwarmProducer
+from aggregator.swarms import Window, swarm_records
+from emostream.runtime import configure_logging
+
+log = logging.getLogger("aggregator")
+
+# Undecodable records logged one by one per batch; the rest only counted.
+UNDECODABLE_LOGGED_PER_BATCH = 20
+QUERY_NAME = "emostream-aggregator"
+READY_TIMEOUT_S = 120.0
+
+
+def _launched_by_spark_submit() -> bool:
+    # spark-submit starts the JVM first and hands this process its gateway.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(config: AggregatorConfig) -> SparkSession:
+    """A SparkSession bound to 127.0.0.1, quiet, with the Kafka connector."""
+    builder = SparkSession.builder.appName(QUERY_NAME)
+    tmp_dir = config.work_dir
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    if config.master is not None:
+        builder = builder.master(config.master)
+    if not _launched_by_spark_submit():
+        # These only take effect when this process starts the JVM; under
+        # spark-submit they belong on its command line.
+        jars = sorted(str(p) for p in config.jars_dir.glob("*.jar"))
+        if not jars:
+            raise SystemExit(f"no connector jars in {config.jars_dir}")
+        builder = (
+            builder.master(config.master or LOCAL_MASTER)
+            .config("spark.jars", ",".join(jars))
+            .config("spark.driver.memory", config.driver_memory)
+            .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={tmp_dir}")
+        )
+
+    spark = (
+        builder.config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.port", str(config.ui_port))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.local.dir", str(tmp_dir))
+        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+class SwarmBatchWriter:
+    """The foreachBatch handler: reduce the batch, publish its swarms, log it."""
+
+    def __init__(self, config: AggregatorConfig, producer: SwarmProducer) -> None:
+        self._config = config
+        self._producer = producer
+        self._query_id: str | None = None
+        self._query_id_known = threading.Event()
+        self._last_batch_id: int | None = None
+        self._last_window_end_ms = 0
+
+    def query_started(self, query_id: str) -> None:
+        self._query_id = query_id
+        self._query_id_known.set()
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        window = self._window(batch_id, now_ms=time.time_ns() // 1_000_000)
+        # The first batch can begin before start() has returned the query id.
+        if not self._query_id_known.wait(timeout=60.0):
+            raise RuntimeError("query id unknown 60 s after the first batch began")
+        query_id = str(self._query_id)
+
+        batch = summarize(records)
+        self._log_undecodable(batch_id, batch.undecodable)
+        swarms = swarm_records(
+            batch,
+            query_id=query_id,
+            batch_id=batch_id,
+            window=window,
+            factor=self._config.factor,
+        )
+        self._producer.publish(swarms)
+
+        duration_s = time.monotonic() - started
+        log.log(
+            logging.WARNING if duration_s > self._config.trigger_s else logging.INFO,
+            "batch.completed batch=%d rows=%d undecodable=%d matches=%d "
+            "swarms=%d duration_ms=%d%s",
+            batch_id,
+            batch.input_rows,
+            len(batch.undecodable),
+            len(batch.matches),
+            len(swarms),
+            duration_s * 1000,
+            " slower_than_trigger=true" if duration_s > self._config.trigger_s else "",
+        )
+        self._last_batch_id = batch_id
+        self._last_window_end_ms = window.end_ms
+
+    def _window(self, batch_id: int, *, now_ms: int) -> Window:
+        # Processing time: from the previous batch's start to this one's. The
+        # first batch after a start has no predecessor here: one trigger back.
+        if self._last_batch_id == batch_id - 1:
+            return Window(self._last_window_end_ms, now_ms)
+        return Window(now_ms - int(self._config.trigger_s * 1000), now_ms)
+
+    def _log_undecodable(self, batch_id: int, positions: Sequence[object]) -> None:
+        for position in positions[:UNDECODABLE_LOGGED_PER_BATCH]:
+            log.warning(
+                "record.undecodable batch=%d topic=%s partition=%d offset=%d",
+                batch_id,
+                position.topic,  # type: ignore[attr-defined]
+                position.partition,  # type: ignore[attr-defined]
+                position.offset,  # type: ignore[attr-defined]
+            )
+        if len(positions) > UNDECODABLE_LOGGED_PER_BATCH:
+            log.warning(
+                "record.undecodable.more batch=%d count=%d",
+                batch_id,
+                len(positions) - UNDECODABLE_LOGGED_PER_BATCH,
+            )
+
+
+def start_query(
+    spark: SparkSession, config: AggregatorConfig, writer: SwarmBatchWriter
+) -> StreamingQuery:
+    """Starts the query; a brand-new checkpoint starts at the latest offsets."""
+    records = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", config.kafka)
+        .option("subscribe", config.source_topic)
+        .option("startingOffsets", "latest")
+        .option("failOnDataLoss", "false" if config.skip_lost_offsets else "true")
+        .load()
+        .select(*RECORD_COLUMNS)
+    )
+    return (
+        records.writeStream.queryName(QUERY_NAME)
+        .trigger(processingTime=f"{int(config.trigger_s * 1000)} milliseconds")
+        .option("checkpointLocation", str(config.checkpoint))
+        .foreachBatch(writer)
+        .start()
+    )
+
+
+def wait_until_running(query: StreamingQuery, timeout_s: float) -> None:
+    """Returns once the first batch completed, so its offsets are fixed.
+
+    Before that, a brand-new query has not yet looked up the latest offsets,
+    and taps sent now could fall before its starting point.
+    """
+    deadline = time.monotonic() + timeout_s
+    while query.lastProgress is None and query.isActive:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no batch completed within {timeout_s} s")
+        time.sleep(0.2)
+
+
+def _log_config(config: AggregatorConfig) -> None:
+    fields_text = " ".join(
+        f"{f.name}={getattr(config, f.name)}" for f in fields(config)
+    )
+    log.info(
+        "config.effective %s spark_submit=%s", fields_text, _launched_by_spark_submit()
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging("aggregator")
+    config = parse_config(argv)
+    _log_config(config)
+    if config.ready_file is not None:
+        config.ready_file.unlink(missing_ok=True)
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutdown.requested signal=%s", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    spark = build_session(config)
+    producer = SwarmProducer(
+        config.kafka, config.swarm_topic, timeout_s=config.publish_timeout_s
+    )
+    writer = SwarmBatchWriter(config, producer)
+    query = start_query(spark, config, writer)
+    writer.query_started(str(query.id))
+    log.info(
+        "query.started query_id=%s run_id=%s checkpoint=%s",
+        query.id,
+        query.runId,
+        config.checkpoint,
+    )
+
+    try:
+        wait_until_running(query, READY_TIMEOUT_S)
+        if config.ready_file is not None and query.isActive:
+            _write_atomically(config.ready_file, f"{query.id}\n")
+        while not stopping.is_set():
+            if query.awaitTermination(1):
+                log.error("query.stopped query_id=%s unexpectedly", query.id)
+                return 1
+    except StreamingQueryException as exc:
+        log.error("query.failed query_id=%s error=%s", query.id, _first_line(exc))
+        return 1
+    finally:
+        _shut_down(query, spark, producer)
+        if config.ready_file is not None:
+            config.ready_file.unlink(missing_ok=True)
+    log.info("shutdown.complete query_id=%s", query.id)
+    return 0
+
+
+def _shut_down(
+    query: StreamingQuery, spark: SparkSession, producer: SwarmProducer
+) -> None:
+    # On SIGTERM to the process group the JVM may already be going down;
+    # whatever did not finish is replayed from the checkpoint next start.
+    with contextlib.suppress(Exception):
+        query.stop()
+    with contextlib.suppress(Exception):
+        spark.stop()
+    producer.close()
+
+
+def _write_atomically(path: os.PathLike[str], text: str) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

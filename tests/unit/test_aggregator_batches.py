@@ -1,0 +1,115 @@
+"""The per-batch transformation in a local SparkSession, on static DataFrames."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+pyspark_sql = pytest.importorskip("pyspark.sql")
+
+from aggregator.batches import summarize  # noqa: E402
+from aggregator.swarms import RecordPosition, Window, swarm_records  # noqa: E402
+from emostream.v1 import internal_pb2  # noqa: E402
+
+SCHEMA = "value binary, topic string, partition int, offset long"
+BASE_MS = 1_767_000_000_000
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[pyspark_sql.SparkSession]:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[1]")
+        .appName("aggregator-unit")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _event(match_id: str, emoji: str, tapped_ms: int) -> bytes:
+    event = internal_pb2.EmojiEvent(match_id=match_id, user_id="u", emoji_type=emoji)
+    event.tapped_at.FromMilliseconds(tapped_ms)
+    return event.SerializeToString()
+
+
+def _records(values: list[bytes | None]) -> list[tuple[bytes | None, str, int, int]]:
+    return [(v, "emostream.emojis", i % 3, 100 + i) for i, v in enumerate(values)]
+
+
+def test_batch_counts_each_match_and_emoji_apart_and_skips_bad_records(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """Matches never mix; undecodable records are counted with their position."""
+    values: list[bytes | None] = []
+    values += [_event("m1", "❤️", BASE_MS + i % 150) for i in range(3785)]
+    values += [_event("m1", "🔥", BASE_MS + 120) for _ in range(20)]
+    values += [_event("m2", "😭", BASE_MS + 250) for _ in range(1000)]
+    values += [b"\xff\xff not an event", None]
+    records = spark.createDataFrame(_records(values), SCHEMA)
+
+    batch = summarize(records)
+    swarms = swarm_records(
+        batch, query_id="q", batch_id=3, window=Window(0, 2000), factor=1000
+    )
+
+    assert batch.input_rows == len(values)
+    assert batch.undecodable == [
+        RecordPosition("emostream.emojis", 0, 100 + 4806),
+        RecordPosition("emostream.emojis", 2, 100 + 4805),
+    ]
+    by_match = {s.match_id: s for s in swarms}
+    assert sorted(by_match) == ["m1", "m2"]
+    m1, m2 = by_match["m1"], by_match["m2"]
+    assert [(e.emoji, e.raw, e.shown) for e in m1.emojis] == [
+        ("❤️", 3785, 3),
+        ("🔥", 20, 1),
+    ]
+    assert [(e.emoji, e.raw, e.shown) for e in m2.emojis] == [("😭", 1000, 1)]
+    # 3785 hearts spread over the first 150 ms: 100 ms buckets split them.
+    assert [(t.start_unix_ms - BASE_MS, t.count) for t in m1.taps] == [
+        (0, 25 * 100 + 35),
+        (100, 25 * 50 + 20),
+    ]
+    assert [(t.start_unix_ms - BASE_MS, t.count) for t in m2.taps] == [(200, 1000)]
+    assert (m1.total, m2.total) == (3805, 1000)
+
+
+def test_empty_batch_yields_no_swarm(spark: pyspark_sql.SparkSession) -> None:
+    """A batch without records produces no swarm and counts nothing."""
+    records = spark.createDataFrame([], SCHEMA)
+
+    batch = summarize(records)
+
+    assert batch.input_rows == 0
+    assert batch.undecodable == []
+    assert (
+        swarm_records(
+            batch, query_id="q", batch_id=0, window=Window(0, 2000), factor=1000
+        )
+        == []
+    )
+
+
+def test_batch_of_only_undecodable_records_yields_no_swarm(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """Records that cannot be decoded are counted and produce nothing."""
+    records = spark.createDataFrame(_records([b"\x0a\x02\xff\xfe", b""]), SCHEMA)
+
+    batch = summarize(records)
+
+    assert batch.input_rows == 2
+    assert len(batch.undecodable) == 2
+    assert dict(batch.matches) == {}
