@@ -212,8 +212,8 @@ def render_swarm(swarm: Swarm, *, received_s: float, width: int) -> list[str]:
     """The lines that show one swarm; emojis repeated ``shown`` times, capped."""
     if swarm.notice == emostream_pb2.NOTICE_HISTORY_GAP:
         return [
-            f"match {swarm.match_id}: history gap, swarms before seq "
-            f"{swarm.first_seq} are lost"
+            f"match {swarm.match_id}  history gap: swarms lost to this viewer "
+            f"(notice first_seq {swarm.first_seq}, seq {swarm.seq})"
         ]
     merged = (
         f" (merged {swarm.first_seq}-{swarm.seq})"

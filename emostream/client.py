@@ -384,9 +384,10 @@ class Client:
         none is skipped while the server's history reaches back. On
         NOTICE_DRAINING it reconnects at once (through Envoy, to another node).
         Heartbeats are yielded only with ``heartbeats=True``. A
-        NOTICE_HISTORY_GAP message is always yielded: the swarms after the
-        last one yielded and before its ``first_seq`` are lost. Merged swarms
-        (``first_seq < seq``) are yielded as they come.
+        NOTICE_HISTORY_GAP message is always yielded, as the server sent it:
+        some swarms after the last one yielded are lost to this viewer, and
+        the swarms after the gap follow. Merged swarms (``first_seq < seq``)
+        are yielded as they come.
 
         ``max_attempts`` bounds consecutive failed connection attempts (None:
         never give up); the last error is then raised. Errors that retrying
@@ -418,8 +419,8 @@ class Client:
                             yield message
                         continue
                     if message.notice == emostream_pb2.NOTICE_HISTORY_GAP:
-                        # The notice says where history starts; the swarms from
-                        # there still follow, so last_seq stays where it is.
+                        # Passed on as sent. last_seq stays put: the swarms
+                        # after the gap still follow and are yielded by seq.
                         yield message
                         continue
                     if message.seq <= last_seq:

@@ -41,9 +41,10 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class Gap:
-    """A history-gap notice: history starts at ``first_seq``."""
+    """A history-gap notice for the lost seqs ``first_seq``..``seq``."""
 
     first_seq: int
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,10 @@ class ScriptedFeed(emostream_pb2_grpc.SwarmFeedServicer):
                 yield emostream_pb2.Swarm(
                     match_id=match_id,
                     notice=emostream_pb2.NOTICE_HISTORY_GAP,
-                    seq=step.first_seq,
                     first_seq=step.first_seq,
+                    seq=step.seq,
                 )
-                sent = max(sent, step.first_seq - 1)
+                sent = max(sent, step.seq)
             elif isinstance(step, Drain):
                 yield emostream_pb2.Swarm(
                     match_id=match_id, notice=emostream_pb2.NOTICE_DRAINING
@@ -231,9 +232,9 @@ async def test_heartbeats_are_hidden_unless_asked_for(
 async def test_history_gap_is_yielded_and_swarms_follow(
     feed_server: tuple[grpc.aio.Server, int], match_id: str
 ) -> None:
-    """A gap notice is yielded as it comes, then the swarms from its first_seq."""
+    """A gap notice is yielded as it comes, then the swarms after the lost ones."""
     _feed, address = await start_feed(
-        feed_server, [[Upto(2), Drop()], [Gap(7), Upto(8)]]
+        feed_server, [[Upto(2), Drop()], [Gap(3, 6), Upto(8)]]
     )
 
     got = await collect(address, match_id, 5)
@@ -241,11 +242,11 @@ async def test_history_gap_is_yielded_and_swarms_follow(
     assert [(s.notice, s.seq) for s in got] == [
         (emostream_pb2.NOTICE_SWARM, 1),
         (emostream_pb2.NOTICE_SWARM, 2),
-        (emostream_pb2.NOTICE_HISTORY_GAP, 7),
+        (emostream_pb2.NOTICE_HISTORY_GAP, 6),
         (emostream_pb2.NOTICE_SWARM, 7),
         (emostream_pb2.NOTICE_SWARM, 8),
     ]
-    assert got[2].first_seq == 7
+    assert got[2].first_seq == 3
 
 
 async def test_merged_swarm_is_yielded_as_it_is(
