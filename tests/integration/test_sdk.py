@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import pathlib
 import subprocess
 import sys
@@ -9,7 +12,8 @@ import sys
 import pytest
 
 from deploy.mesh import Mesh
-from emostream import Client, InvalidArgument, InvalidEmoji, Tap
+from emostream import Client, InvalidArgument, InvalidEmoji, Swarm, Tap
+from tests.integration.conftest import ROLES
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +83,67 @@ def test_replay_cli_through_envoy_reports_accepted_and_refused(
     assert done.returncode == 0, done.stderr
     assert "summary sent=12 accepted=9 refused=3 failed=0" in done.stdout
     assert "refused field=emoji_type count=3" in done.stdout
+
+
+needs_fanout = pytest.mark.skipif(
+    "aggregator" not in ROLES or "fanout" not in ROLES,
+    reason="needs the aggregator and fan-out roles (EMOSTREAM_TEST_ROLES)",
+)
+
+
+@needs_fanout
+async def test_subscribe_through_envoy_sees_every_tap_once_in_seq_order(
+    mesh: Mesh, match_id: str
+) -> None:
+    """1500 🔥 taps show up in swarms whose seqs follow one another; resuming
+    replays the same swarms from the node's history."""
+    address = mesh.layout.envoy_address
+    swarms: list[Swarm] = []
+    first_swarm = asyncio.Event()
+
+    async def follow() -> None:
+        async with Client(address) as viewer:
+            async for swarm in viewer.subscribe(match_id, viewer_id="sdk-test"):
+                swarms.append(swarm)
+                first_swarm.set()
+
+    async with Client(address) as client:
+        follow_task = asyncio.create_task(follow())
+        try:
+            # Warm-up taps until the viewer's stream carries a swarm, so the
+            # counted taps below cannot be published before it joined.
+            async with asyncio.timeout(90):
+                while not first_swarm.is_set():
+                    await client.send(match_id, "warm-up", "👋")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(first_swarm.wait(), timeout=1.0)
+
+            taps = [Tap(match_id, f"fan-{i}", "🔥") for i in range(1500)]
+            assert (await client.send_many(taps)).accepted == 1500
+
+            async with asyncio.timeout(60):
+                while fire_count(swarms) < 1500:
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            pytest.fail(f"swarms seen: {[(s.seq, fire_count([s])) for s in swarms]}")
+        finally:
+            follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_task
+
+    assert fire_count(swarms) == 1500
+    seqs = [(s.first_seq, s.seq) for s in swarms]
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(seqs)), seqs
+
+    replayed: list[Swarm] = []
+    async with Client(address) as again, asyncio.timeout(30):
+        after = swarms[0].seq
+        async for swarm in again.subscribe(match_id, resume_after_seq=after):
+            replayed.append(swarm)
+            if swarm.seq >= swarms[-1].seq:
+                break
+    assert [s.seq for s in replayed] == list(range(after + 1, swarms[-1].seq + 1))
+
+
+def fire_count(swarms: list[Swarm]) -> int:
+    return sum(c.raw for s in swarms for c in s.emojis if c.emoji == "🔥")
