@@ -6,8 +6,10 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import grpc
+from google.protobuf import descriptor, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -41,6 +43,31 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
+class _ReflectionPool:
+    """The default descriptor pool, that also finds the file of a method.
+
+    The upb-backed pool resolves services and messages but not
+    ``package.Service.Method``, the symbol ghz and ``grpcurl describe`` ask
+    reflection for.
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, symbol: str) -> descriptor.FileDescriptor:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            service = self._pool.FindServiceByName(service_name)
+            if method not in service.methods_by_name:
+                raise
+            return service.file
+
+
 def add_standard_services(
     server: grpc.aio.Server, service_names: Iterable[str]
 ) -> health.HealthServicer:
@@ -53,7 +80,9 @@ def add_standard_services(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+        server,
+        pool=_ReflectionPool(descriptor_pool.Default()),
     )
     return health_servicer
 
