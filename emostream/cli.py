@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_COMMANDS[args.command](args, out))
     except InvalidArgument as exc:
         field = exc.field or "input"
-        print(f"emostream: error: invalid {field}: {exc.message}", file=sys.stderr)
+        print(f"emostream: error: invalid {field}: {exc.reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ReplayFileError, OSError) as exc:
         print(f"emostream: error: {exc}", file=sys.stderr)

@@ -62,7 +62,11 @@ class EmoStreamError(Exception):
 
 
 class InvalidArgument(EmoStreamError):
-    """The server refused the input; ``field`` names the field at fault."""
+    """The server refused the input; ``field`` names the field at fault.
+
+    ``reason`` is why, without the field name; ``field`` is None when the
+    server's message names no known field.
+    """
 
     def __init__(
         self,
@@ -73,6 +77,9 @@ class InvalidArgument(EmoStreamError):
     ) -> None:
         super().__init__(message, code=code)
         self.field = field
+        # The message without a leading "<field>: ", as the server words it.
+        prefix = f"{field}: "
+        self.reason = message.removeprefix(prefix) if field else message
 
 
 class InvalidEmoji(InvalidArgument):

@@ -139,7 +139,10 @@ def test_send_of_invalid_emoji_exits_2_naming_the_field(
 ) -> None:
     """A refused emoji exits 2 with an error that names emoji_type."""
     assert main(["--address", address, "send", match_id, "u1", "hello"]) == 2
-    assert "invalid emoji_type" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "emostream: error: invalid emoji_type: must be exactly one emoji"
+    )
 
 
 def test_send_without_a_server_exits_1(

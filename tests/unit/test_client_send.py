@@ -148,6 +148,7 @@ async def test_invalid_emoji_raises_invalid_emoji_naming_the_field(
 
     assert isinstance(raised.value, InvalidArgument)
     assert raised.value.field == "emoji_type"
+    assert raised.value.reason == "must be exactly one emoji"
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
