@@ -33,8 +33,11 @@ Long-lived streams and limits, in one place:
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from google.api import annotations_pb2, http_pb2
@@ -68,9 +71,70 @@ CIRCUIT_LIMIT = 200_000
 
 _TYPES = "type.googleapis.com/envoy"
 
+# The service each cluster's gRPC health check asks about.
+_HEALTH_SERVICE = {
+    INGEST_CLUSTER: INGEST_SERVICE,
+    NOOP_INGEST_CLUSTER: INGEST_SERVICE,
+    SUBSCRIBER_CLUSTER: FEED_SERVICE,
+}
+
 NOT_FOUND_BODY = json.dumps(
     {"code": 5, "message": "no such route; see emostream.v1 for the API"}
 )
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where Envoy listens and finds its backends when they run on other hosts.
+
+    Each backend is a DNS name that resolves to every replica (a Compose
+    service or a headless Kubernetes Service); Envoy re-resolves it and
+    balances over all addresses. Without a Network, everything is on
+    127.0.0.1 at the layout's ports, as ``deploy/mesh.py`` runs it.
+    """
+
+    ingest: tuple[str, ...]
+    subscribers: tuple[str, ...]
+    # The no-op EmojiIngest for benchmarks, reached with BACKEND_HEADER.
+    noop_ingest: str | None = None
+    listen_address: str = "0.0.0.0"
+    descriptor_set: str = "/app/deploy/envoy/emostream.pb"
+    access_log: str = "/dev/stdout"
+
+
+def local_network(layout: MeshLayout) -> Network:
+    """Every process on this machine, on 127.0.0.1 at the layout's ports."""
+    return Network(
+        ingest=tuple(f"127.0.0.1:{port}" for port in layout.ingest_ports),
+        subscribers=tuple(f"127.0.0.1:{port}" for port in layout.subscriber_ports),
+        noop_ingest=(
+            f"127.0.0.1:{layout.noop_ingest_port}" if layout.noop_ingest else None
+        ),
+        listen_address="127.0.0.1",
+        descriptor_set=str(DESCRIPTOR_SET),
+        access_log=str(layout.logs_dir / "envoy-access.log"),
+    )
+
+
+# The layout and names the multi-host files (deploy/compose.yaml, deploy/k8s)
+# use: every replica of a role listens on the same port on its own host.
+MULTI_HOST_LAYOUT_ARGS: dict[str, Any] = {
+    "port_base": 8080,
+    "clusters": 2,
+    "subscribers_per_cluster": 2,
+    "noop_ingest": False,
+}
+MULTI_HOST_CONFIG = ROOT / "deploy" / "envoy" / "envoy-multihost.yaml"
+
+
+def multi_host_network(layout: MeshLayout) -> Network:
+    return Network(
+        ingest=(f"ingest:{layout.ingest_port(0)}",),
+        subscribers=tuple(
+            f"subscribers-{c}:{layout.subscriber_port(0, 0)}"
+            for c in range(layout.clusters)
+        ),
+    )
 
 
 def clusters(layout: MeshLayout) -> list[str]:
@@ -83,27 +147,24 @@ def clusters(layout: MeshLayout) -> list[str]:
     return names
 
 
-def render(layout: MeshLayout) -> str:
+def render(layout: MeshLayout, network: Network | None = None) -> str:
     """Envoy's v3 bootstrap for ``layout`` (JSON, which Envoy reads as YAML)."""
-    return json.dumps(bootstrap(layout), indent=2) + "\n"
+    return json.dumps(bootstrap(layout, network), indent=2) + "\n"
 
 
-def bootstrap(layout: MeshLayout) -> dict[str, Any]:
+def bootstrap(layout: MeshLayout, network: Network | None = None) -> dict[str, Any]:
     """The bootstrap as a dict, for tests that inspect single settings."""
-    cluster_list = [_cluster(INGEST_CLUSTER, layout.ingest_ports, INGEST_SERVICE)]
-    if layout.noop_ingest:
-        cluster_list.append(
-            _cluster(NOOP_INGEST_CLUSTER, [layout.noop_ingest_port], INGEST_SERVICE)
-        )
+    net = network or local_network(layout)
+    cluster_list = [_cluster(INGEST_CLUSTER, net.ingest)]
+    if net.noop_ingest:
+        cluster_list.append(_cluster(NOOP_INGEST_CLUSTER, (net.noop_ingest,)))
     if layout.fanout:
-        cluster_list.append(
-            _cluster(SUBSCRIBER_CLUSTER, layout.subscriber_ports, FEED_SERVICE)
-        )
+        cluster_list.append(_cluster(SUBSCRIBER_CLUSTER, net.subscribers))
     return {
         "node": {"id": "emostream-envoy", "cluster": "emostream"},
         "admin": {"address": _address(layout.envoy_admin_port)},
         "static_resources": {
-            "listeners": [_public_listener(layout)],
+            "listeners": [_public_listener(layout, net)],
             "clusters": cluster_list,
         },
         "overload_manager": {
@@ -126,7 +187,7 @@ def bootstrap(layout: MeshLayout) -> dict[str, Any]:
 # The listener ------------------------------------------------------------------
 
 
-def _public_listener(layout: MeshLayout) -> dict[str, Any]:
+def _public_listener(layout: MeshLayout, net: Network) -> dict[str, Any]:
     manager = {
         "@type": f"{_TYPES}.extensions.filters.network.http_connection_manager"
         ".v3.HttpConnectionManager",
@@ -141,14 +202,14 @@ def _public_listener(layout: MeshLayout) -> dict[str, Any]:
             "initial_connection_window_size": 16 << 20,
             "connection_keepalive": _keepalive(),
         },
-        "access_log": [_error_access_log(layout)],
+        "access_log": [_error_access_log(net.access_log)],
         "route_config": {
             "name": "public",
             "virtual_hosts": [
                 {
                     "name": "emostream",
                     "domains": ["*"],
-                    "routes": _routes(layout),
+                    "routes": _routes(layout, noop_ingest=net.noop_ingest is not None),
                     "typed_per_filter_config": {
                         "envoy.filters.http.cors": _cors_policy(layout)
                     },
@@ -170,7 +231,7 @@ def _public_listener(layout: MeshLayout) -> dict[str, Any]:
             },
             {
                 "name": "envoy.filters.http.grpc_json_transcoder",
-                "typed_config": _transcoder(),
+                "typed_config": _transcoder(net.descriptor_set),
             },
             {
                 "name": "envoy.filters.http.router",
@@ -182,7 +243,7 @@ def _public_listener(layout: MeshLayout) -> dict[str, Any]:
     }
     return {
         "name": "public",
-        "address": _address(layout.envoy_port),
+        "address": _address(layout.envoy_port, net.listen_address),
         "filter_chains": [
             {
                 "filters": [
@@ -196,11 +257,11 @@ def _public_listener(layout: MeshLayout) -> dict[str, Any]:
     }
 
 
-def _transcoder() -> dict[str, Any]:
+def _transcoder(descriptor_set: str) -> dict[str, Any]:
     return {
         "@type": f"{_TYPES}.extensions.filters.http.grpc_json_transcoder"
         ".v3.GrpcJsonTranscoder",
-        "proto_descriptor": str(DESCRIPTOR_SET),
+        "proto_descriptor": descriptor_set,
         "services": [INGEST_SERVICE],
         # JSON out uses match_id, not matchId; both spellings are read.
         "print_options": {
@@ -232,7 +293,7 @@ def _cors_policy(layout: MeshLayout) -> dict[str, Any]:
     }
 
 
-def _error_access_log(layout: MeshLayout) -> dict[str, Any]:
+def _error_access_log(path: str) -> dict[str, Any]:
     """Logs only requests that failed or that Envoy itself cut short."""
     return {
         "name": "envoy.access_loggers.file",
@@ -253,7 +314,7 @@ def _error_access_log(layout: MeshLayout) -> dict[str, Any]:
         },
         "typed_config": {
             "@type": f"{_TYPES}.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": str(layout.logs_dir / "envoy-access.log"),
+            "path": path,
             "log_format": {
                 "json_format": {
                     "start": "%START_TIME%",
@@ -274,10 +335,10 @@ def _error_access_log(layout: MeshLayout) -> dict[str, Any]:
 # Routes ------------------------------------------------------------------------
 
 
-def _routes(layout: MeshLayout) -> list[dict[str, Any]]:
+def _routes(layout: MeshLayout, *, noop_ingest: bool) -> list[dict[str, Any]]:
     ingest_matches = [{"prefix": f"/{INGEST_SERVICE}/"}, *_rest_matches()]
     routes: list[dict[str, Any]] = []
-    if layout.noop_ingest:
+    if noop_ingest:
         noop_header = {"name": BACKEND_HEADER, "string_match": {"exact": "noop"}}
         routes += [
             {
@@ -420,7 +481,13 @@ def _connect_retry() -> dict[str, Any]:
 # Clusters ----------------------------------------------------------------------
 
 
-def _cluster(name: str, ports: list[int], service: str) -> dict[str, Any]:
+def _cluster(name: str, backends: tuple[str, ...]) -> dict[str, Any]:
+    """A cluster of ``host:port`` backends; names other than IPs use DNS."""
+    endpoints = []
+    for backend in backends:
+        host, _, port = backend.rpartition(":")
+        endpoints.append({"endpoint": {"address": _address(int(port), host)}})
+    resolved_by_dns = any(not _is_ip(b.rpartition(":")[0]) for b in backends)
     streams_per_connection = (
         SUBSCRIBER_STREAMS_PER_CONNECTION
         if name == SUBSCRIBER_CLUSTER
@@ -428,18 +495,12 @@ def _cluster(name: str, ports: list[int], service: str) -> dict[str, Any]:
     )
     return {
         "name": name,
-        "type": "STATIC",
+        "type": "STRICT_DNS" if resolved_by_dns else "STATIC",
         "connect_timeout": "1s",
         "lb_policy": "LEAST_REQUEST" if name == SUBSCRIBER_CLUSTER else "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": _address(port)}} for port in ports
-                    ]
-                }
-            ],
+            "endpoints": [{"lb_endpoints": endpoints}],
         },
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -474,7 +535,7 @@ def _cluster(name: str, ports: list[int], service: str) -> dict[str, Any]:
                 "no_traffic_interval": f"{HEALTH_INTERVAL_S}s",
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": service},
+                "grpc_health_check": {"service_name": _HEALTH_SERVICE[name]},
             }
         ],
     }
@@ -487,5 +548,36 @@ def _keepalive() -> dict[str, Any]:
     }
 
 
-def _address(port: int) -> dict[str, Any]:
-    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+def _address(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _is_ip(host: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+|\[?[0-9a-fA-F:]+\]?", host))
+
+
+# Command line ------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Writes (or, with --check, compares) the multi-host bootstrap file."""
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.envoy_config",
+        description="Writes deploy/envoy/envoy-multihost.yaml for Compose and k8s.",
+    )
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args(argv)
+
+    layout = MeshLayout(**MULTI_HOST_LAYOUT_ARGS)
+    text = render(layout, multi_host_network(layout))
+    if args.check:
+        if MULTI_HOST_CONFIG.read_text() != text:
+            print(f"{MULTI_HOST_CONFIG} is stale; run python -m deploy.envoy_config")
+            return 1
+        return 0
+    MULTI_HOST_CONFIG.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

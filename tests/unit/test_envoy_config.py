@@ -274,3 +274,39 @@ def _ports(cluster: dict[str, Any]) -> list[int]:
         e["endpoint"]["address"]["socket_address"]["port_value"]
         for e in locality["lb_endpoints"]
     ]
+
+
+def test_multi_host_bootstrap_file_is_current() -> None:
+    """deploy/envoy/envoy-multihost.yaml equals what deploy.envoy_config writes."""
+    assert envoy_config.main(["--check"]) == 0
+
+
+@pytest.mark.skipif(not ENVOY.exists(), reason=f"no Envoy binary at {ENVOY}")
+def test_multi_host_bootstrap_passes_envoy_validation(tmp_path: pathlib.Path) -> None:
+    """The multi-host bootstrap validates once its image paths point at this tree."""
+    text = envoy_config.MULTI_HOST_CONFIG.read_text().replace(
+        "/app/deploy/envoy/emostream.pb", str(envoy_config.DESCRIPTOR_SET)
+    )
+    path = tmp_path / "envoy-multihost.yaml"
+    path.write_text(text)
+
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_multi_host_bootstrap_listens_publicly_and_resolves_names() -> None:
+    """On many hosts Envoy listens on all interfaces and finds backends by DNS."""
+    config = json.loads(envoy_config.MULTI_HOST_CONFIG.read_text())
+    (listener,) = config["static_resources"]["listeners"]
+    clusters = _clusters(config)
+
+    assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert set(clusters) == {"ingest", "subscribers"}
+    assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
