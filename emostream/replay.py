@@ -22,6 +22,8 @@ from emostream.client import Client, EmoStreamError, Tap
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("ts", "user", "emoji")
+# The summary lists this many refusal reasons, most frequent first.
+MAX_REASON_LINES = 8
 
 
 class ReplayFileError(ValueError):
@@ -171,13 +173,21 @@ class ReplayReport:
         return sum(self.failed.values())
 
     def summary_lines(self) -> list[str]:
-        """The final summary, one key=value line and one line per reason."""
+        """The final summary: totals, refusals per field, the top reasons."""
         lines = [
             f"summary sent={self.sent} accepted={self.accepted} "
             f"refused={self.refused_total} failed={self.failed_total}"
         ]
-        for (name, reason), count in self.refused.most_common():
-            lines.append(f"refused field={name} count={count} reason={reason!r}")
+        by_field: Counter[str] = Counter()
+        for (name, _), count in self.refused.items():
+            by_field[name] += count
+        for name, count in by_field.most_common():
+            lines.append(f"refused field={name} count={count}")
+        reasons = self.refused.most_common()
+        for (name, reason), count in reasons[:MAX_REASON_LINES]:
+            lines.append(f"  reason field={name} count={count} reason={reason!r}")
+        if len(reasons) > MAX_REASON_LINES:
+            lines.append(f"  ... {len(reasons) - MAX_REASON_LINES} more reasons")
         for error, count in self.failed.most_common():
             lines.append(f"failed error={error} count={count}")
         return lines

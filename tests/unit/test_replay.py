@@ -121,14 +121,15 @@ def test_schedule_refuses_nonsense_factors(recording: pathlib.Path) -> None:
 
 
 def test_report_summary_counts_refusals_by_field() -> None:
-    """The summary's first line has the totals, then one line per refusal reason."""
+    """The summary has the totals, then refusals per field, then the reasons."""
     report = ReplayReport(sent=5, accepted=3)
     report.refused[("emoji_type", "must be exactly one emoji")] += 2
 
     lines = report.summary_lines()
 
     assert lines[0] == "summary sent=5 accepted=3 refused=2 failed=0"
-    assert lines[1].startswith("refused field=emoji_type count=2")
+    assert lines[1] == "refused field=emoji_type count=2"
+    assert lines[2].startswith("  reason field=emoji_type count=2 reason=")
 
 
 @pytest.mark.skipif(
