@@ -111,6 +111,7 @@ def test_grpcurl_lists_describes_and_calls_through_envoy(
 
     services = _grpcurl(envoy, "list").split()
     described = _grpcurl(envoy, "describe", "emostream.v1.EmojiIngest")
+    method = _grpcurl(envoy, "describe", "emostream.v1.EmojiIngest.SendEmoji")
     one = _grpcurl("-d", json.dumps(tap), envoy, "emostream.v1.EmojiIngest/SendEmoji")
     many = _grpcurl(
         "-d",
@@ -121,6 +122,7 @@ def test_grpcurl_lists_describes_and_calls_through_envoy(
 
     assert {"emostream.v1.EmojiIngest", "emostream.v1.SwarmFeed"} <= set(services)
     assert "SendEmojis" in described
+    assert "SendEmojiRequest" in method
     assert json.loads(one) == {"emoji_type": "👍🏿"}
     assert json.loads(many) == {"accepted": 1}
     assert len(_events(mesh, _of_match(match_id), expected=2)) == 2
