@@ -20,7 +20,7 @@ def _layout(tmp_path: pathlib.Path, **overrides: Any) -> MeshLayout:
     return MeshLayout(run_dir=tmp_path / "run", port_base=22000, **overrides)
 
 
-LAYOUTS = {
+LAYOUTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-fanout": {"fanout": False, "aggregator": False},
     "noop-ingest": {"noop_ingest": True},
