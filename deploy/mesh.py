@@ -25,6 +25,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -77,7 +78,8 @@ def grpc_serving(address: str, service: str = "") -> Callable[[], bool]:
 
 def kafka_answers(bootstrap: str) -> Callable[[], bool]:
     def probe() -> bool:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet})
+        settings: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet}
+        admin = AdminClient(settings)
         try:
             metadata = admin.list_topics(timeout=1.0)
         except Exception:
