@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.1
 _PROBE_EVERY_S = 1.0
 _FAILURE_REPORT_EVERY_S = 1.0
-_START_PROBE_TIMEOUT_S = 5.0
 
 # Error-callback codes that mean the connection to the broker is gone.
 _CONNECTION_LOST = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
@@ -112,7 +111,7 @@ class TapProducer:
         A broker that is down at start is not fatal: calls are refused until
         it answers.
         """
-        self._probe(timeout_s=_START_PROBE_TIMEOUT_S)
+        self._probe(timeout_s=self._config.probe_timeout_s)
         metrics.watch_queue(self.queued, self.is_available)
         self._poller.start()
 
@@ -120,7 +119,8 @@ class TapProducer:
         """Stops polling and flushes every queued record, within a bound."""
         loop = asyncio.get_running_loop()
         self._stopping.set()
-        await loop.run_in_executor(None, self._poller.join)
+        if self._poller.is_alive():
+            await loop.run_in_executor(None, self._poller.join)
 
         queued = len(self._producer)
         log.info("producer.flushing queued=%d", queued)
@@ -153,6 +153,8 @@ class TapProducer:
 
         Raises ``BrokerUnavailable`` while the broker is down and
         ``QueueFull`` when ``count`` more records would not fit the queue.
+        The queue length librdkafka reports also counts callbacks not yet
+        served, so the check errs on the side of refusing.
         """
         if not self.is_available():
             raise BrokerUnavailable("Kafka is unavailable; retry later")
