@@ -190,7 +190,7 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff with full jitter, in seconds."""
+    """Capped exponential backoff, each pause drawn from the upper half of its step."""
 
     initial_s: float = 0.1
     max_s: float = 5.0
