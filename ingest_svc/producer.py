@@ -69,7 +69,9 @@ class TapProducer:
 
     def __init__(self, config: IngestConfig) -> None:
         self._config = config
-        self._broker_up = False
+        # Taken as up until the first probe in start() says otherwise, so
+        # that a broker down at start is logged like any later outage.
+        self._broker_up = True
         self._fatal: KafkaError | None = None
         self._suspect = threading.Event()
         self._stopping = threading.Event()
@@ -122,7 +124,7 @@ class TapProducer:
         if self._poller.is_alive():
             await loop.run_in_executor(None, self._poller.join)
 
-        queued = len(self._producer)
+        queued = self._undelivered()
         log.info("producer.flushing queued=%d", queued)
         left = await loop.run_in_executor(
             None, self._producer.flush, self._config.flush_timeout_s
@@ -223,8 +225,17 @@ class TapProducer:
                 "broker.down bootstrap=%s reason=%r queued=%d (refusing new taps)",
                 self._config.kafka_bootstrap,
                 reason,
-                len(self._producer),
+                self._undelivered(),
             )
+
+    def _undelivered(self) -> int:
+        """Records not yet acknowledged, once pending callbacks are served.
+
+        librdkafka's queue length also counts unserved callbacks (error
+        reports pile up while nobody polls). Not for use inside a callback.
+        """
+        self._producer.poll(0)
+        return len(self._producer)
 
     # Callbacks (run inside poll() or flush()) --------------------------------
 
