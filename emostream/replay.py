@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from emostream.client import Client, EmoStreamError, Tap
+from emostream.client import BatchResult, Client, EmoStreamError, Tap
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ async def play(
     max_in_flight: int = 4,
     progress: Callable[[ReplayReport], None] | None = None,
     progress_every_s: float = 1.0,
+    report: ReplayReport | None = None,
+    on_result: Callable[[ScheduledBatch, BatchResult | None], None] | None = None,
 ) -> ReplayReport:
     """Sends each batch when it is due; returns the counts.
 
@@ -207,9 +209,11 @@ async def play(
     answer does not hold back the batches due after it. A batch that fails as
     a whole (server unreachable after retries) is counted in ``failed`` by
     error and the replay goes on. ``progress`` is called every
-    ``progress_every_s`` seconds and once at the end.
+    ``progress_every_s`` seconds and once at the end. Counts go into
+    ``report`` when given, so a caller can watch them grow; ``on_result``
+    sees each batch with its result (None when it failed as a whole).
     """
-    report = ReplayReport()
+    report = report if report is not None else ReplayReport()
     slots = asyncio.Semaphore(max_in_flight)
     sends: set[asyncio.Task[None]] = set()
     started = time.monotonic()
@@ -221,7 +225,11 @@ async def play(
         except EmoStreamError as exc:
             report.failed[type(exc).__name__] += len(batch.taps)
             log.warning("replay.batch_failed taps=%d error=%s", len(batch.taps), exc)
+            if on_result is not None:
+                on_result(batch, None)
         else:
+            if on_result is not None:
+                on_result(batch, result)
             report.accepted += result.accepted
             for rejection in result.rejected:
                 report.refused[(rejection.field, rejection.reason)] += 1
