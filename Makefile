@@ -21,6 +21,7 @@ protos: bootstrap
 
 check: bootstrap
 	$(PY) protos/build.py --check
+	$(PY) -m deploy.envoy_config --check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy emostream ingest_svc aggregator publisher_svc subscriber_svc deploy bench
