@@ -8,9 +8,13 @@ import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deploy.layout import CACHE, EMOJI_TOPIC, SWARM_TOPIC
-
 LOCAL_MASTER = "local[*]"
+# The same names as deploy.layout's; repeated because the job also runs from
+# spark-submit, where only the installed packages are importable.
+EMOJI_TOPIC = "emostream.emojis"
+SWARM_TOPIC = "emostream.swarms"
+# Where deploy/bootstrap.sh puts the Kafka connector jars.
+DEFAULT_JARS_DIR = pathlib.Path(__file__).resolve().parent.parent / ".cache/spark/jars"
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
     )
     add(
         "--jars-dir",
-        default=_env("EMOSTREAM_SPARK_JARS", str(CACHE / "spark" / "jars")),
+        default=_env("EMOSTREAM_SPARK_JARS", str(DEFAULT_JARS_DIR)),
         help="Kafka connector jars (EMOSTREAM_SPARK_JARS, .cache/spark/jars)",
     )
     add(

@@ -23,9 +23,16 @@ from collections.abc import Sequence
 from dataclasses import fields
 from types import FrameType
 
+from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+)
 
 from aggregator.batches import RECORD_COLUMNS, summarize
 from aggregator.config import LOCAL_MASTER, AggregatorConfig, parse_config
@@ -72,7 +79,6 @@ def build_session(config: AggregatorConfig) -> SparkSession:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.port", str(config.ui_port))
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.local.dir", str(tmp_dir))
         .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
         .getOrCreate()
     )
@@ -114,18 +120,15 @@ class SwarmBatchWriter:
         )
         self._producer.publish(swarms)
 
-        duration_s = time.monotonic() - started
-        log.log(
-            logging.WARNING if duration_s > self._config.trigger_s else logging.INFO,
+        log.info(
             "batch.completed batch=%d rows=%d undecodable=%d matches=%d "
-            "swarms=%d duration_ms=%d%s",
+            "swarms=%d duration_ms=%d",
             batch_id,
             batch.input_rows,
             len(batch.undecodable),
             len(batch.matches),
             len(swarms),
-            duration_s * 1000,
-            " slower_than_trigger=true" if duration_s > self._config.trigger_s else "",
+            (time.monotonic() - started) * 1000,
         )
         self._last_batch_id = batch_id
         self._last_window_end_ms = window.end_ms
@@ -152,6 +155,41 @@ class SwarmBatchWriter:
                 batch_id,
                 len(positions) - UNDECODABLE_LOGGED_PER_BATCH,
             )
+
+
+class BatchProgressLog(StreamingQueryListener):
+    """Logs Spark's own timing of every batch; WARNING when one outlasts the
+    trigger, since the next batch then starts late."""
+
+    def __init__(self, trigger_s: float) -> None:
+        self._trigger_ms = trigger_s * 1000
+
+    def onQueryStarted(self, event: QueryStartedEvent) -> None:
+        pass
+
+    def onQueryProgress(self, event: QueryProgressEvent) -> None:
+        progress = event.progress
+        durations = progress.durationMs
+        trigger_ms = durations.get("triggerExecution", 0)
+        slow = trigger_ms > self._trigger_ms
+        log.log(
+            logging.WARNING if slow else logging.INFO,
+            "batch.progress batch=%d rows=%d trigger_ms=%d offsets_ms=%d "
+            "batch_ms=%d commit_ms=%d%s",
+            progress.batchId,
+            progress.numInputRows,
+            trigger_ms,
+            durations.get("latestOffset", 0) + durations.get("walCommit", 0),
+            durations.get("addBatch", 0),
+            durations.get("commitOffsets", 0),
+            " slower_than_trigger=true" if slow else "",
+        )
+
+    def onQueryIdle(self, event: QueryIdleEvent) -> None:
+        pass
+
+    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
+        pass
 
 
 def start_query(
@@ -200,6 +238,8 @@ def _log_config(config: AggregatorConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("aggregator")
+    # py4j narrates every callback at INFO.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     config = parse_config(argv)
     _log_config(config)
     if config.ready_file is not None:
@@ -219,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.kafka, config.swarm_topic, timeout_s=config.publish_timeout_s
     )
     writer = SwarmBatchWriter(config, producer)
+    spark.streams.addListener(BatchProgressLog(config.trigger_s))
     query = start_query(spark, config, writer)
     writer.query_started(str(query.id))
     log.info(
@@ -238,6 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
     except StreamingQueryException as exc:
         log.error("query.failed query_id=%s error=%s", query.id, _first_line(exc))
+        return 1
+    except (Py4JError, ConnectionError) as exc:
+        # A signal to the whole process group stops the JVM too, often first.
+        if stopping.is_set():
+            log.info("shutdown.jvm_gone query_id=%s", query.id)
+            return 0
+        log.error("query.lost_jvm query_id=%s error=%s", query.id, _first_line(exc))
         return 1
     finally:
         _shut_down(query, spark, producer)

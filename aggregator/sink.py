@@ -12,7 +12,7 @@ from emostream.v1 import internal_pb2
 log = logging.getLogger(__name__)
 
 
-_OnDelivery = Callable[[KafkaError | None, Message[bytes, bytes]], None]
+_OnDelivery = Callable[[KafkaError | None, "Message[bytes, bytes]"], None]
 
 
 class SwarmPublishError(RuntimeError):
@@ -42,6 +42,8 @@ class SwarmProducer:
 
     def publish(self, records: Sequence[internal_pb2.SwarmRecord]) -> None:
         """Sends ``records`` and waits for all acks; raises SwarmPublishError."""
+        if not records:
+            return
         failures: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message[bytes, bytes]) -> None:
