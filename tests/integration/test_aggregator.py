@@ -81,9 +81,10 @@ class SwarmReader:
     def poll(self) -> None:
         """Takes in whatever arrived, for at most about a second."""
         for message in self._consumer.consume(1000, timeout=0.5):
-            if message.error() or message.value() is None:
+            value = message.value()
+            if message.error() or value is None:
                 continue
-            record = internal_pb2.SwarmRecord.FromString(message.value())
+            record = internal_pb2.SwarmRecord.FromString(value)
             if record.match_id not in self._match_ids:
                 continue
             key = (record.query_id, record.match_id, record.batch_id)
