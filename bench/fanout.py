@@ -1,15 +1,19 @@
 """Fan-out benchmark: N viewer streams on the subscriber nodes, swarms through the tree.
 
-    python -m bench.fanout                 N = 1000 and 5000
-    python -m bench.fanout --large         also N = 10000 and 20000
+    python -m bench.fanout --port-base B              N = 1000 and 5000
+    python -m bench.fanout --port-base B --large      also N = 10000 and 20000
+    python -m bench.fanout --port-base B --subscribers 1 --sizes 5000
+                                                      5000 streams on one node
 
 Starts its own Kafka, main publisher, one cluster publisher and subscriber
 nodes (no aggregator, no Envoy) in a temporary run folder, opens N viewer
-streams from separate client processes, produces SwarmRecords straight into
-the swarm topic and measures, per broadcast, the time from the main
-publisher's published_at to the last viewer's receipt. Also reported: the
-streams held open, the subscribers' RSS per stream (VmRSS before and after
-the streams opened) and deliveries per CPU-second of the subscribers.
+streams from separate client processes (spread evenly over the nodes),
+produces SwarmRecords straight into the swarm topic and measures, per
+broadcast, the time from the main publisher's published_at to the last
+viewer's receipt. Also reported: the streams held open, the subscribers' RSS
+per stream (VmRSS before and after the streams opened), deliveries per
+CPU-second of the subscriber processes only, and the CPU seconds the
+subscribers and the viewer clients spent on the measured broadcasts.
 Every phase is bounded in time; the mesh is stopped at the end.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import pathlib
@@ -40,21 +45,31 @@ CLIENT_PROCESSES = 2
 STREAMS_PER_CHANNEL = 500
 OPEN_TIMEOUT_S = 120.0
 BROADCAST_TIMEOUT_S = 60.0
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 # Viewer clients (separate processes) ---------------------------------------
 
+# Every viewer of a broadcast gets the same bytes, so a client keeps its tally
+# per distinct payload and decodes each payload once: per message it only
+# looks the bytes up and counts them, and stays cheap next to the server.
+Tally = dict[bytes, list[float]]  # payload -> [count, newest receive time]
 
-def viewer_client(conn: Connection, ports: list[int], match_id: str, n: int) -> None:
+
+def viewer_client(
+    conn: Connection, ports: list[int], match_id: str, n: int, first: int
+) -> None:
     """Opens ``n`` streams and answers the parent's report and stop requests."""
-    asyncio.run(_viewer_client(conn, ports, match_id, n))
+    # Thousands of long-lived streams make every full collection slow; the
+    # client allocates no cycles worth collecting often.
+    gc.set_threshold(*GC_THRESHOLDS)
+    asyncio.run(_viewer_client(conn, ports, match_id, n, first))
 
 
 async def _viewer_client(
-    conn: Connection, ports: list[int], match_id: str, n: int
+    conn: Connection, ports: list[int], match_id: str, n: int, first: int
 ) -> None:
-    received: dict[int, list[float]] = {}  # seq -> [count, newest receive time]
-    published: dict[int, float] = {}
+    tally: Tally = {}
     failures = [0]
     channels = [
         grpc.aio.insecure_channel(
@@ -64,35 +79,34 @@ async def _viewer_client(
     ]
 
     async def watch(index: int) -> None:
+        # Viewers are spread over the nodes by their global index, whatever
+        # the client process, so each node holds its share of every size.
         channel = channels[index % len(channels)]
         call = channel.unary_stream(
             "/emostream.v1.SwarmFeed/Subscribe",
             request_serializer=emostream_pb2.SubscribeRequest.SerializeToString,
-            response_deserializer=emostream_pb2.Swarm.FromString,
+            response_deserializer=None,
         )(
             emostream_pb2.SubscribeRequest(
                 match_id=match_id, viewer_id=f"v{os.getpid()}-{index}"
             )
         )
+        read = call.read
+        clock = time.time
+        eof = grpc.aio.EOF
         try:
-            async for swarm in call:
-                if swarm.notice != emostream_pb2.NOTICE_SWARM:
-                    continue
-                now = time.time()
-                for seq in range(swarm.first_seq, swarm.seq + 1):
-                    entry = received.setdefault(seq, [0, 0.0])
-                    entry[0] += 1
-                    entry[1] = max(entry[1], now)
-                published.setdefault(
-                    swarm.seq,
-                    swarm.published_at.seconds + swarm.published_at.nanos / 1e9,
-                )
+            while (payload := await read()) is not eof:
+                entry = tally.get(payload)
+                if entry is None:
+                    entry = tally[payload] = [0, 0.0]
+                entry[0] += 1
+                entry[1] = clock()
         except grpc.aio.AioRpcError:
             failures[0] += 1
 
     tasks = []
     for i in range(n):
-        tasks.append(asyncio.create_task(watch(i)))
+        tasks.append(asyncio.create_task(watch(first + i)))
         if i % 200 == 199:
             await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
@@ -100,13 +114,31 @@ async def _viewer_client(
         request = await loop.run_in_executor(None, conn.recv)
         if request == "stop":
             break
-        conn.send({"received": received, "published": published, "failed": failures[0]})
+        conn.send({"seqs": _by_seq(tally), "failed": failures[0]})
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in channels:
         await channel.close()
     conn.send("stopped")
+
+
+def _by_seq(tally: Tally) -> dict[int, tuple[int, float, float]]:
+    """seq -> (streams that got it, newest receive time, published_at)."""
+    seqs: dict[int, tuple[int, float, float]] = {}
+    for payload, (count, newest_s) in list(tally.items()):
+        swarm = emostream_pb2.Swarm.FromString(payload)
+        if swarm.notice != emostream_pb2.NOTICE_SWARM:
+            continue
+        published_s = swarm.published_at.seconds + swarm.published_at.nanos / 1e9
+        for seq in range(swarm.first_seq or swarm.seq, swarm.seq + 1):
+            had, had_newest, had_published = seqs.get(seq, (0, 0.0, 0.0))
+            seqs[seq] = (
+                had + int(count),
+                max(had_newest, newest_s),
+                max(had_published, published_s if seq == swarm.seq else 0.0),
+            )
+    return seqs
 
 
 # Measuring the servers --------------------------------------------------------
@@ -127,6 +159,7 @@ def cpu_s(pid: int) -> float:
 @dataclass
 class Result:
     viewers: int
+    nodes: int
     held: int
     broadcasts: int
     complete: int
@@ -134,9 +167,12 @@ class Result:
     p99_ms: float
     rss_per_stream_kb: float
     deliveries_per_cpu_s: float
+    server_cpu_s: float
+    client_cpu_s: float
+    wall_s: float
 
 
-def run_size(mesh: Mesh, n: int, swarms: int, interval_s: float) -> Result:
+def run_size(mesh: Mesh, n: int, options: argparse.Namespace) -> Result:
     lay = mesh.layout
     pids = [mesh.pid(name) for name in _subscriber_names(lay)]
     assert all(pids), "a subscriber node is not running"
@@ -146,32 +182,33 @@ def run_size(mesh: Mesh, n: int, swarms: int, interval_s: float) -> Result:
 
     rss_before = sum(rss_kb(p) for p in sub_pids)
     clients = []
-    per_client = [
-        n // CLIENT_PROCESSES + (i < n % CLIENT_PROCESSES)
-        for i in range(CLIENT_PROCESSES)
-    ]
-    for share in per_client:
+    first = 0
+    for i in range(options.clients):
+        share = n // options.clients + (i < n % options.clients)
         parent, child = mp.Pipe()
         proc = mp.Process(
-            target=viewer_client, args=(child, lay.subscriber_ports, match_id, share)
+            target=viewer_client,
+            args=(child, lay.subscriber_ports, match_id, share, first),
         )
         proc.start()
         clients.append((proc, parent))
+        first += share
 
-    def report() -> tuple[dict[int, list[float]], dict[int, float], int]:
-        received: dict[int, list[float]] = {}
-        published: dict[int, float] = {}
+    def report() -> tuple[dict[int, tuple[int, float, float]], int]:
+        seqs: dict[int, tuple[int, float, float]] = {}
         failed = 0
         for _, conn in clients:
             conn.send("report")
             answer = conn.recv()
             failed += answer["failed"]
-            published.update(answer["published"])
-            for seq, (count, newest) in answer["received"].items():
-                entry = received.setdefault(seq, [0, 0.0])
-                entry[0] += count
-                entry[1] = max(entry[1], newest)
-        return received, published, failed
+            for seq, (count, newest_s, published_s) in answer["seqs"].items():
+                had, had_newest, had_published = seqs.get(seq, (0, 0.0, 0.0))
+                seqs[seq] = (
+                    had + count,
+                    max(had_newest, newest_s),
+                    max(had_published, published_s),
+                )
+        return seqs, failed
 
     batches = iter(range(1_000_000))
 
@@ -184,41 +221,51 @@ def run_size(mesh: Mesh, n: int, swarms: int, interval_s: float) -> Result:
         producer.produce(SWARM_TOPIC, key=match_id, value=record.SerializeToString())
         producer.flush(5)
 
-    # Warm-up swarm 1 until every stream has it: every stream is registered.
+    # Warm-up swarms until every stream has one: every stream is registered.
     deadline = time.monotonic() + OPEN_TIMEOUT_S
     held = 0
+    seqs: dict[int, tuple[int, float, float]] = {}
     while time.monotonic() < deadline:
         produce()
         time.sleep(2.0)
-        received, _, failed = report()
-        held = int(received[max(received)][0]) if received else 0
+        seqs, failed = report()
+        held = seqs[max(seqs)][0] if seqs else 0
         if held >= n or (failed and held + failed >= n):
             break
+    time.sleep(1.0)
     rss_after = sum(rss_kb(p) for p in sub_pids)
-    first_seq = max(received) + 1 if received else 1
+    first_seq = max(seqs) + 1 if seqs else 1
 
+    # The measured broadcasts, then at most BROADCAST_TIMEOUT_S for stragglers.
     cpu_before = sum(cpu_s(p) for p in sub_pids)
-    for _ in range(swarms):
+    client_cpu_before = sum(cpu_s(proc.pid) for proc, _ in clients if proc.pid)
+    started_s = time.monotonic()
+    for _ in range(options.swarms):
         produce()
-        time.sleep(interval_s)
-    last_seq = first_seq + swarms - 1
+        time.sleep(options.interval_s)
+    last_seq = first_seq + options.swarms - 1
     deadline = time.monotonic() + BROADCAST_TIMEOUT_S
     while time.monotonic() < deadline:
-        received, published, failed = report()
-        if all(received.get(s, [0])[0] >= held for s in range(first_seq, last_seq + 1)):
+        seqs, failed = report()
+        counts = [seqs.get(s, (0, 0.0, 0.0))[0] for s in range(first_seq, last_seq + 1)]
+        if all(count >= held for count in counts):
             break
         time.sleep(0.5)
+    wall_s = time.monotonic() - started_s
     cpu_used = sum(cpu_s(p) for p in sub_pids) - cpu_before
+    client_cpu = (
+        sum(cpu_s(proc.pid) for proc, _ in clients if proc.pid) - client_cpu_before
+    )
 
     latencies = []
     delivered = 0
     complete = 0
     for seq in range(first_seq, last_seq + 1):
-        count, newest_s = received.get(seq, [0, 0.0])
-        delivered += int(count)
-        if count >= held and seq in published:
+        count, newest_s, published_s = seqs.get(seq, (0, 0.0, 0.0))
+        delivered += count
+        if count >= held and published_s:
             complete += 1
-            latencies.append((newest_s - published[seq]) * 1000)
+            latencies.append((newest_s - published_s) * 1000)
     for proc, conn in clients:
         conn.send("stop")
         if conn.poll(30):
@@ -226,11 +273,13 @@ def run_size(mesh: Mesh, n: int, swarms: int, interval_s: float) -> Result:
         proc.join(10)
         if proc.is_alive():
             proc.kill()
+    producer.flush(5)
     latencies.sort()
     return Result(
         viewers=n,
+        nodes=len(sub_pids),
         held=held,
-        broadcasts=swarms,
+        broadcasts=options.swarms,
         complete=complete,
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -238,6 +287,9 @@ def run_size(mesh: Mesh, n: int, swarms: int, interval_s: float) -> Result:
         else float("nan"),
         rss_per_stream_kb=(rss_after - rss_before) / max(held, 1),
         deliveries_per_cpu_s=delivered / cpu_used if cpu_used else float("nan"),
+        server_cpu_s=cpu_used,
+        client_cpu_s=client_cpu,
+        wall_s=wall_s,
     )
 
 
@@ -259,16 +311,34 @@ def start_tree(mesh: Mesh) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fanout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--large", action="store_true", help="add 10k and 20k")
     parser.add_argument("--sizes", default="", help="comma list, e.g. 1000,5000")
-    parser.add_argument("--subscribers", type=int, default=2)
-    parser.add_argument("--swarms", type=int, default=20)
-    parser.add_argument("--interval-s", type=float, default=0.5)
+    parser.add_argument(
+        "--subscribers", type=int, default=2, help="subscriber nodes (default 2)"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=2, help="viewer client processes (default 2)"
+    )
+    parser.add_argument(
+        "--swarms", type=int, default=20, help="measured broadcasts per size"
+    )
+    parser.add_argument(
+        "--interval-s",
+        type=float,
+        default=0.5,
+        help="between measured broadcasts (default 0.5; the product sends one "
+        "swarm per match every 2 s)",
+    )
     parser.add_argument(
         "--port-base",
         type=int,
         default=int(os.environ.get("EMOSTREAM_BENCH_PORT_BASE", 24000)),
+        help="the mesh's port base (EMOSTREAM_BENCH_PORT_BASE, default 24000)",
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s] or [1000, 5000]
@@ -286,16 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     mesh = Mesh(layout)
     results = []
+    print(_HEADER, flush=True)
     try:
         start_tree(mesh)
         for n in sizes:
-            results.append(run_size(mesh, n, args.swarms, args.interval_s))
+            results.append(run_size(mesh, n, args))
             print(_row(results[-1]), flush=True)
     finally:
         mesh.down()
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    print()
+    print(f"\ninterval {args.interval_s} s, {args.clients} client processes")
     print(_HEADER)
     for result in results:
         print(_row(result))
@@ -303,16 +374,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _HEADER = (
-    f"{'viewers':>8} {'held':>7} {'bcasts':>6} {'complete':>8} {'p50 ms':>8} "
-    f"{'p99 ms':>8} {'KB/stream':>9} {'deliv/cpu-s':>11}"
+    f"{'viewers':>8} {'nodes':>5} {'held':>7} {'bcasts':>6} {'complete':>8} "
+    f"{'p50 ms':>8} {'p99 ms':>8} {'KB/stream':>9} {'deliv/cpu-s':>11} "
+    f"{'server cpu':>10} {'client cpu':>10} {'wall s':>6}"
 )
 
 
 def _row(r: Result) -> str:
     return (
-        f"{r.viewers:>8} {r.held:>7} {r.broadcasts:>6} {r.complete:>8} "
-        f"{r.p50_ms:>8.0f} {r.p99_ms:>8.0f} {r.rss_per_stream_kb:>9.1f} "
-        f"{r.deliveries_per_cpu_s:>11.0f}"
+        f"{r.viewers:>8} {r.nodes:>5} {r.held:>7} {r.broadcasts:>6} "
+        f"{r.complete:>8} {r.p50_ms:>8.0f} {r.p99_ms:>8.0f} "
+        f"{r.rss_per_stream_kb:>9.1f} {r.deliveries_per_cpu_s:>11.0f} "
+        f"{r.server_cpu_s:>10.1f} {r.client_cpu_s:>10.1f} {r.wall_s:>6.1f}"
     )
 
 
