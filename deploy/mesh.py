@@ -56,6 +56,9 @@ class Process:
     port: int | None = None
     env: dict[str, str] | None = None
     ready_timeout_s: float = 60.0
+    # A marker the process writes when ready; removed before each start so
+    # that one left by a killed run is not taken for readiness.
+    ready_file: pathlib.Path | None = None
 
 
 # Readiness probes --------------------------------------------------------------
@@ -211,6 +214,7 @@ class Mesh:
                 "--ready-file", str(ready_file),
             ],
             ready=file_exists(ready_file),
+            ready_file=ready_file,
             port=lay.spark_ui_port,
             env={"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": PYTHON},
             ready_timeout_s=120.0,
@@ -358,6 +362,8 @@ class Mesh:
             proc = self.process(proc)
         log_path = self.log_path(proc.name)
         env = {**os.environ, **(proc.env or {})}
+        if proc.ready_file is not None:
+            proc.ready_file.unlink(missing_ok=True)
         with open(log_path, "ab") as log_file:
             child = subprocess.Popen(
                 proc.argv,
