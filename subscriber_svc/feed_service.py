@@ -2,13 +2,14 @@
 
 The handler is registered with pre-serialized responses: the fan-out queues
 hand it bytes that were serialized once per broadcast, not once per viewer.
+It writes them with ``context.write`` rather than yielding them, which spares
+each delivery a step through an async generator.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 
 import grpc
 
@@ -41,7 +42,7 @@ class SwarmFeed:
         self,
         request: emostream_pb2.SubscribeRequest,
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[bytes]:
+    ) -> None:
         problem = invalid_field(request)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -51,9 +52,10 @@ class SwarmFeed:
         viewer = self._fanout.join(
             request.match_id, request.viewer_id, request.resume_after_seq
         )
+        write = context.write
         try:
             while (payload := await viewer.next()) is not None:
-                yield payload
+                await write(payload)
         finally:
             self._fanout.leave(viewer)
 
