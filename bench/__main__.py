@@ -213,6 +213,10 @@ def _batched_reading(best: ingest.BatchedResult) -> list[str]:
 # 3 and 5. Scenarios owned by their own modules, run as child processes ----------
 
 
+# librdkafka's own stderr lines, e.g. "%6|1796401242.964|BGQUEUE|rdkafka#...".
+_LIBRDKAFKA_LINE = re.compile(r"^\s*%\d\|")
+
+
 def run_child(name: str, argv: list[str], timeout_s: float) -> tuple[int, list[str]]:
     """Runs ``argv``, echoing its output; SIGINT at the timeout, so that it
     stops its own mesh, and SIGKILL a minute later."""
@@ -235,6 +239,8 @@ def run_child(name: str, argv: list[str], timeout_s: float) -> tuple[int, list[s
     try:
         assert child.stdout is not None
         for line in child.stdout:
+            if _LIBRDKAFKA_LINE.match(line):
+                continue
             output.append(line.rstrip("\n"))
             print(f"  {line.rstrip()}", flush=True)
         try:
@@ -381,15 +387,16 @@ def tap_to_swarm(s: Settings) -> Section:
 
 def _latency_notes(result: latency.LatencyResult, full: dict[int, float]) -> list[str]:
     o = result.options
+    held = "held" if result.conservation_ok else "FAILED"
     notes = [
         f"A steady synthetic crowd of {o.rate_per_s:,.0f} taps/s over {o.matches} "
         f"matches for {o.seconds:.0f} s, sent through Envoy in 100 ms batches by "
         f"deploy/demo.py's play_crowd, with {o.viewers} viewers following the "
         f"matches through Envoy, after a warm-up crowd of {o.warm_up_s:.0f} s that "
         f"is not measured. Accepted {result.accepted:,} of {result.sent:,} taps "
-        f"({result.accepted / o.seconds:,.0f}/s); at most {result.behind_s:.2f} s "
-        f"behind schedule; conservation (every viewer's raw counts add up to the "
-        f"accepted taps): {'held' if result.conservation_ok else 'FAILED'}.",
+        f"({result.accepted / o.seconds:,.0f}/s); the sender ended "
+        f"{result.behind_s:.2f} s behind its schedule; conservation (every "
+        f"viewer's raw counts add up to the accepted taps): {held}.",
         "",
         "Latency is taken at the viewers: each swarm carries its taps in 100 ms "
         "buckets of tap time, each bucket's taps count at its middle, weighted by "
@@ -398,8 +405,10 @@ def _latency_notes(result: latency.LatencyResult, full: dict[int, float]) -> lis
         f"The floor: a tap waits in the ingest producer until its batch leaves, "
         f"up to the {result.linger_s * 1000:.0f} ms linger (uniform), then in "
         f"Kafka for the aggregator's next trigger, 0 to {result.trigger_s:g} s "
-        f"(uniform, independent), then for the micro-batch to read, reduce and "
-        f"publish, then for the fan-out through the tree. The sum of the two "
+        f"(uniform, independent; a batch that outlasts the trigger is followed "
+        f"at once, so the wait then spans that batch's time), then for the "
+        f"micro-batch to read, reduce and publish, then for the fan-out through "
+        f"the tree. The sum of the two "
         f"uniform waits alone has p50 = (linger + trigger) / 2 and p99 = linger + "
         f"trigger - sqrt(0.02 x linger x trigger); the third row adds the batch "
         f"and fan-out times measured in the same run (their full spread, mixed).",
@@ -444,9 +453,10 @@ INTRO = [
     "noise (see the load average of each scenario).",
     "",
     "```sh",
-    "make bench                                   # every scenario, about 15 min",
-    f"{PYTHON} -m bench --quick                    # every scenario, a few minutes",
-    f"{PYTHON} -m bench --only latency,aggregator  # some; the rest is kept",
+    "make bench                                 # every scenario, about 15 min",
+    f"{PYTHON} -m bench --quick                  # every scenario, a few minutes",
+    f"{PYTHON} -m bench --only latency,fanout    # some; the rest is kept",
+    f"{PYTHON} -m bench --help                   # the scenario names",
     "```",
     "",
 ]

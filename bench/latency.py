@@ -70,35 +70,42 @@ def wait_cdf(s: float, linger_s: float, trigger_s: float) -> float:
 
 
 def floor_quantile(
-    percent: float, linger_s: float, trigger_s: float, extra_s: Sequence[float] = (0.0,)
+    percent: float,
+    linger_s: float,
+    trigger_s: float,
+    parts: Sequence[tuple[float, float]] = ((0.0, 0.0),),
 ) -> float:
-    """The ``percent`` percentile of L + W + X, X drawn from ``extra_s``.
+    """The ``percent`` percentile of the time from a tap to its swarm.
 
-    L and W are the producer linger and the wait for the trigger, uniform and
-    independent; X (batch time plus fan-out) is each of ``extra_s`` with
-    equal weight. Solved by bisection on the mixture's distribution.
+    That time is L + W + B + F: L, the producer linger, uniform on
+    [0, linger_s]; W, the wait for the next batch to start, uniform on
+    [0, max(trigger_s, B)] (a batch that outlasts the trigger is followed at
+    once by the next); B and F, the batch and fan-out times, each pair of
+    ``parts`` with equal weight. Solved by bisection on that mixture.
     """
     if not 0 < percent < 100:
         raise ValueError("percent must be within (0, 100)")
-    if not extra_s:
-        raise ValueError("extra_s must not be empty")
+    if not parts:
+        raise ValueError("parts must not be empty")
     goal = percent / 100
-    low, high = min(extra_s), max(extra_s) + linger_s + trigger_s
+    spans = [(max(trigger_s, b), b + f) for b, f in parts]
+    low = min(extra for _, extra in spans)
+    high = max(span + extra for span, extra in spans) + linger_s
     for _ in range(60):
         middle = (low + high) / 2
-        share = sum(wait_cdf(middle - x, linger_s, trigger_s) for x in extra_s)
-        if share / len(extra_s) < goal:
+        share = sum(wait_cdf(middle - x, linger_s, span) for span, x in spans)
+        if share / len(spans) < goal:
             low = middle
         else:
             high = middle
     return (low + high) / 2
 
 
-def combined(
-    first: Sequence[float], second: Sequence[float], most: int = 60
-) -> list[float]:
-    """Every sum of one of ``first`` and one of ``second``, each cut to
-    ``most`` evenly spaced order statistics so the mixture stays small."""
+def pairs(
+    batch_s: Sequence[float], fanout_s: Sequence[float], most: int = 60
+) -> list[tuple[float, float]]:
+    """Every (batch, fan-out) pair, each list cut to ``most`` evenly spaced
+    order statistics so that the mixture stays small."""
 
     def thin(values: Sequence[float]) -> list[float]:
         ordered = sorted(values)
@@ -107,7 +114,7 @@ def combined(
         step = (len(ordered) - 1) / (most - 1)
         return [ordered[round(i * step)] for i in range(most)]
 
-    return [x + y for x in thin(first) for y in thin(second)]
+    return [(b, f) for b in thin(batch_s) for f in thin(fanout_s)]
 
 
 # The measurement -----------------------------------------------------------------
@@ -162,11 +169,11 @@ class LatencyResult:
     fanout_s: list[float] = field(default_factory=list)
 
     def floor(self, *, with_measured_parts: bool) -> dict[int, float]:
-        extra = [0.0]
+        parts = [(0.0, 0.0)]
         if with_measured_parts and self.batch_s and self.fanout_s:
-            extra = combined(self.batch_s, self.fanout_s)
+            parts = pairs(self.batch_s, self.fanout_s)
         return {
-            p: floor_quantile(p, self.linger_s, self.trigger_s, extra) for p in PERCENTS
+            p: floor_quantile(p, self.linger_s, self.trigger_s, parts) for p in PERCENTS
         }
 
 

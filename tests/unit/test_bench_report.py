@@ -20,10 +20,16 @@ def test_floor_of_linger_and_trigger_has_the_closed_form_percentiles() -> None:
     )
 
 
-def test_floor_shifts_by_a_constant_extra_time() -> None:
-    """A fixed batch-plus-fan-out time moves every percentile by that time."""
+def test_floor_shifts_by_a_batch_and_fan_out_shorter_than_the_trigger() -> None:
+    """Fixed batch and fan-out times within the trigger move every percentile."""
     bare = floor_quantile(95, 0.5, 2.0)
-    assert floor_quantile(95, 0.5, 2.0, [0.3]) == pytest.approx(bare + 0.3, abs=1e-6)
+    shifted = floor_quantile(95, 0.5, 2.0, [(0.3, 0.05)])
+    assert shifted == pytest.approx(bare + 0.35, abs=1e-6)
+
+
+def test_floor_waits_for_a_batch_that_outlasts_the_trigger() -> None:
+    """A 3 s batch makes the wait for the next one span 3 s, not the trigger."""
+    assert floor_quantile(50, 0.0, 2.0, [(3.0, 0.0)]) == pytest.approx(4.5, abs=1e-6)
 
 
 def test_wait_distribution_is_a_proper_distribution() -> None:
