@@ -38,13 +38,20 @@ Swarm = emostream_pb2.Swarm
 
 
 class Delivery:
-    """One message as queued for viewers; serialized at most once."""
+    """One message as queued for viewers; serialized at most once.
 
-    __slots__ = ("_payload", "swarm")
+    The fields every viewer reads are copied out of the swarm once, so that
+    offering it to thousands of viewers reads plain attributes.
+    """
+
+    __slots__ = ("_payload", "first_seq", "is_swarm", "seq", "swarm")
 
     def __init__(self, swarm: Swarm, payload: bytes | None = None) -> None:
         self.swarm = swarm
         self._payload = payload
+        self.seq = swarm.seq
+        self.first_seq = swarm.first_seq
+        self.is_swarm = swarm.notice == emostream_pb2.NOTICE_SWARM
 
     @property
     def payload(self) -> bytes:
@@ -86,18 +93,22 @@ class ViewerStream:
 
     def offer(self, delivery: Delivery) -> None:
         """Queues a live swarm; never blocks, never grows the queue unbounded."""
-        swarm = delivery.swarm
-        if swarm.seq <= self.last_seq or self.closed:
+        last_seq = self.last_seq
+        if delivery.seq <= last_seq or self.closed:
             return
         queue = self._queue
-        if self.last_seq and swarm.first_seq > self.last_seq + 1:
-            queue.append(Delivery(self._gap(self.last_seq + 1, swarm.first_seq - 1)))
-        self.last_seq = swarm.seq
+        if last_seq and delivery.first_seq > last_seq + 1:
+            queue.append(Delivery(self._gap(last_seq + 1, delivery.first_seq - 1)))
+        self.last_seq = delivery.seq
         if len(queue) >= self.queue_max:
             self._coalesce(delivery)
         else:
             queue.append(delivery)
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def offer_idle(self, delivery: Delivery) -> None:
         """Queues a heartbeat, only when nothing else is waiting."""
@@ -140,6 +151,16 @@ class ViewerStream:
             return self._send(self._queue.popleft())
         return None
 
+    def wait(self) -> asyncio.Future[None]:
+        """A future that is done when something is queued or the stream ends.
+
+        Call it only when ``next_nowait`` returned None and the stream is not
+        closed. The handler awaits the future itself: one wake-up per idle
+        viewer per broadcast, with no coroutine of ours in between.
+        """
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def next(self) -> bytes | None:
         """Waits for the next message; None when the stream is to end."""
         while True:
@@ -148,11 +169,7 @@ class ViewerStream:
                 return payload
             if self.closed:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self.wait()
 
     def pending(self) -> int:
         return len(self._queue) + len(self._replay)
@@ -160,18 +177,16 @@ class ViewerStream:
     # Inside -----------------------------------------------------------------
 
     def _send(self, delivery: Delivery) -> bytes:
-        swarm = delivery.swarm
-        if swarm.notice in (
-            emostream_pb2.NOTICE_SWARM,
-            emostream_pb2.NOTICE_HISTORY_GAP,
-        ):
-            self.sent_seq = swarm.seq
+        if delivery.is_swarm:
+            self.sent_seq = delivery.seq
+        elif delivery.swarm.notice == emostream_pb2.NOTICE_HISTORY_GAP:
+            self.sent_seq = delivery.seq
         return delivery.payload
 
     def _coalesce(self, delivery: Delivery) -> None:
         queue = self._queue
         tail = [delivery.swarm]
-        while queue and queue[-1].swarm.notice == emostream_pb2.NOTICE_SWARM:
+        while queue and queue[-1].is_swarm:
             tail.append(queue.pop().swarm)
         tail.reverse()
         queue.append(Delivery(merge_swarms(tail)))
@@ -187,8 +202,10 @@ class ViewerStream:
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def merge_swarms(swarms: list[Swarm]) -> Swarm:

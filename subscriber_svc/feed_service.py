@@ -53,9 +53,16 @@ class SwarmFeed:
             request.match_id, request.viewer_id, request.resume_after_seq
         )
         write = context.write
+        next_nowait = viewer.next_nowait
         try:
-            while (payload := await viewer.next()) is not None:
-                await write(payload)
+            while True:
+                payload = next_nowait()
+                if payload is not None:
+                    await write(payload)
+                elif viewer.closed:
+                    break
+                else:
+                    await viewer.wait()
         finally:
             self._fanout.leave(viewer)
 

@@ -7,6 +7,7 @@ import itertools
 
 from emostream.v1 import emostream_pb2
 from subscriber_svc.fanout import Fanout, ViewerStream
+from subscriber_svc.feed_service import SwarmFeed
 
 Swarm = emostream_pb2.Swarm
 
@@ -244,3 +245,43 @@ def test_live_jump_in_seq_is_announced_as_gap() -> None:
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.001)
+
+
+class RecordingContext:
+    """Stands in for the gRPC context: records what the handler writes."""
+
+    def __init__(self) -> None:
+        self.written: list[Swarm] = []
+
+    async def write(self, payload: bytes) -> None:
+        self.written.append(Swarm.FromString(payload))
+        await asyncio.sleep(0)
+
+    async def abort(self, code: object, details: str) -> None:
+        raise AssertionError(f"aborted: {details}")
+
+
+async def test_subscribe_writes_each_swarm_in_order_until_drained() -> None:
+    """The handler writes every queued swarm once, in order, then ends on drain."""
+    fanout = make_fanout(queue_max=100)
+    feed = SwarmFeed(fanout)
+    context = RecordingContext()
+    request = emostream_pb2.SubscribeRequest(match_id="a", viewer_id="v1")
+    subscribe = feed.subscribe(request, context)  # type: ignore[arg-type]
+    handler_task = asyncio.create_task(subscribe)
+    await asyncio.wait_for(_until(lambda: fanout.viewers_of("a") == 1), 2.0)
+
+    for seq in range(1, 31):
+        fanout.publish(swarm("a", seq, fire=1))
+        if seq % 7 == 0:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(_until(lambda: len(context.written) == 30), 2.0)
+    fanout.drain()
+    await asyncio.wait_for(handler_task, 2.0)
+
+    assert [(s.first_seq, s.seq) for s in context.written[:30]] == [
+        (seq, seq) for seq in range(1, 31)
+    ]
+    last = context.written[-1]
+    assert (last.notice, last.seq) == (emostream_pb2.NOTICE_DRAINING, 30)
+    assert fanout.viewers_of("a") == 0
