@@ -317,8 +317,16 @@ def check(summary: Summary) -> list[str]:
 # The terminal ------------------------------------------------------------------
 
 
+MAX_KINDS_SHOWN = 8
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
 class LiveView:
-    """Redraws the watched viewers' latest swarms and the progress line."""
+    """Redraws the watched viewers' latest swarms and the progress line.
+
+    On a terminal the block is redrawn in place; elsewhere (pipes, CI) each
+    new swarm is printed once and progress every few seconds.
+    """
 
     def __init__(self, out: TextIO, watched: list[ViewerTally]) -> None:
         self.out = out
@@ -326,6 +334,7 @@ class LiveView:
         self.redraw = out.isatty()
         self._drawn = 0
         self._printed: dict[str, float] = {}
+        self._progress_at = 0.0
 
     def show(self, report: ReplayReport, elapsed_s: float, phase: str) -> None:
         progress = (
@@ -341,7 +350,11 @@ class LiveView:
                     self._printed[tally.viewer_id] = tally.last_received_s
                     for line in self._block(tally):
                         print(line, file=self.out)
-            print(progress, file=self.out, flush=True)
+            if phase == "done" or elapsed_s - self._progress_at >= (
+                PLAIN_PROGRESS_EVERY_S
+            ):
+                self._progress_at = elapsed_s
+                print(progress, file=self.out, flush=True)
             return
         block = [progress]
         for tally in self.watched:
@@ -357,7 +370,14 @@ class LiveView:
         if tally.last is None:
             return []
         lines = render_swarm(tally.last, received_s=tally.last_received_s, width=30)
-        return [f"{tally.viewer_id} | {lines[0]}", *lines[1:]]
+        has_latency = lines[-1].startswith("  latency:")
+        head = lines[0]
+        kinds = lines[1:-1] if has_latency else lines[1:]
+        tail = lines[-1:] if has_latency else []
+        if len(kinds) > MAX_KINDS_SHOWN:
+            more = len(kinds) - MAX_KINDS_SHOWN
+            kinds = [*kinds[:MAX_KINDS_SHOWN], f"  ... {more} more kinds"]
+        return [f"{tally.viewer_id} | {head}", *kinds, *tail]
 
 
 # The run -----------------------------------------------------------------------
