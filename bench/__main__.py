@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import ingest, latency
 from bench.report import (
@@ -42,12 +43,13 @@ from bench.report import (
     now_text,
     render,
 )
+from deploy.layout import ROOT
 
 PORT_BASE = int(os.environ.get("EMOSTREAM_BENCH_PORT_BASE", 28000))
 PYTHON = ".venv/bin/python"
 # A scenario run as a child process is interrupted (it then stops its mesh)
 # after this long, and killed a minute later.
-CHILD_TIMEOUT_S = {"fanout": 900.0, "aggregator": 420.0}
+CHILD_TIMEOUT_S = {"fanout": 600.0, "aggregator": 420.0}
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,12 @@ _LIBRDKAFKA_LINE = re.compile(r"^\s*%\d\|")
 
 
 def run_child(name: str, argv: list[str], timeout_s: float) -> tuple[int, list[str]]:
-    """Runs ``argv``, echoing its output; SIGINT at the timeout, so that it
-    stops its own mesh, and SIGKILL a minute later."""
+    """Runs ``argv`` (``PYTHON`` is this interpreter) in the repository, echoing
+    its output; SIGINT at the timeout, so that it stops its own mesh, and
+    SIGKILL a minute later."""
     child = subprocess.Popen(
-        argv,
+        [sys.executable, *argv[1:]] if argv[0] == PYTHON else argv,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -294,7 +298,7 @@ _TRIGGER_SUMMARY = re.compile(
 
 
 def aggregator(s: Settings) -> Section:
-    seconds = 20 if s.quick else 40
+    seconds = 30 if s.quick else 60
     argv = [
         PYTHON, "-m", "bench.aggregator_batches", "--rate", "20000",
         "--seconds", str(seconds), "--port-base", str(s.port_base),
@@ -513,8 +517,6 @@ def main(argv: list[str] | None = None) -> int:
 def _write(
     path: str, sections: list[Section], machine_rows: list[tuple[str, str]]
 ) -> str:
-    from pathlib import Path
-
     doc = Path(path)
     previous = doc.read_text() if doc.exists() else ""
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -73,48 +73,57 @@ def floor_quantile(
     percent: float,
     linger_s: float,
     trigger_s: float,
-    parts: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+    batch_s: Sequence[float] = (0.0,),
+    fanout_s: Sequence[float] = (0.0,),
 ) -> float:
     """The ``percent`` percentile of the time from a tap to its swarm.
 
-    That time is L + W + B + F: L, the producer linger, uniform on
-    [0, linger_s]; W, the wait for the next batch to start, uniform on
-    [0, max(trigger_s, B)] (a batch that outlasts the trigger is followed at
-    once by the next); B and F, the batch and fan-out times, each pair of
-    ``parts`` with equal weight. Solved by bisection on that mixture.
+    That time is L + W + B + F. L, the producer linger, is uniform on
+    [0, linger_s]. W, the wait for the next batch to start, is uniform over
+    the cycle the tap lands in: ``trigger_s``, or a batch's time when it
+    outlasts the trigger (the next batch then starts at once); a tap lands in
+    a cycle with odds in proportion to its length. B, the time of the batch
+    that takes the tap, and F, its fan-out, are drawn from ``batch_s`` and
+    ``fanout_s``. Solved by bisection on that mixture.
     """
     if not 0 < percent < 100:
         raise ValueError("percent must be within (0, 100)")
-    if not parts:
-        raise ValueError("parts must not be empty")
+    if not batch_s or not fanout_s:
+        raise ValueError("batch_s and fanout_s must not be empty")
+    cycles = [max(trigger_s, b) for b in _thin(batch_s, 30)]
+    extras = _thin(
+        [b + f for b in _thin(batch_s, 60) for f in _thin(fanout_s, 60)], 100
+    )
+    weight = sum(cycles) * len(extras)
+
+    def share_by(s: float) -> float:
+        return (
+            sum(
+                cycle * wait_cdf(s - x, linger_s, cycle)
+                for cycle in cycles
+                for x in extras
+            )
+            / weight
+        )
+
     goal = percent / 100
-    spans = [(max(trigger_s, b), b + f) for b, f in parts]
-    low = min(extra for _, extra in spans)
-    high = max(span + extra for span, extra in spans) + linger_s
-    for _ in range(60):
+    low, high = min(extras), max(extras) + max(cycles) + linger_s
+    for _ in range(50):
         middle = (low + high) / 2
-        share = sum(wait_cdf(middle - x, linger_s, span) for span, x in spans)
-        if share / len(spans) < goal:
+        if share_by(middle) < goal:
             low = middle
         else:
             high = middle
     return (low + high) / 2
 
 
-def pairs(
-    batch_s: Sequence[float], fanout_s: Sequence[float], most: int = 60
-) -> list[tuple[float, float]]:
-    """Every (batch, fan-out) pair, each list cut to ``most`` evenly spaced
-    order statistics so that the mixture stays small."""
-
-    def thin(values: Sequence[float]) -> list[float]:
-        ordered = sorted(values)
-        if len(ordered) <= most:
-            return ordered
-        step = (len(ordered) - 1) / (most - 1)
-        return [ordered[round(i * step)] for i in range(most)]
-
-    return [(b, f) for b in thin(batch_s) for f in thin(fanout_s)]
+def _thin(values: Sequence[float], most: int) -> list[float]:
+    """At most ``most`` evenly spaced order statistics of ``values``."""
+    ordered = sorted(values)
+    if len(ordered) <= most:
+        return ordered
+    step = (len(ordered) - 1) / (most - 1)
+    return [ordered[round(i * step)] for i in range(most)]
 
 
 # The measurement -----------------------------------------------------------------
@@ -169,11 +178,12 @@ class LatencyResult:
     fanout_s: list[float] = field(default_factory=list)
 
     def floor(self, *, with_measured_parts: bool) -> dict[int, float]:
-        parts = [(0.0, 0.0)]
+        batch_s, fanout_s = [0.0], [0.0]
         if with_measured_parts and self.batch_s and self.fanout_s:
-            parts = pairs(self.batch_s, self.fanout_s)
+            batch_s, fanout_s = self.batch_s, self.fanout_s
         return {
-            p: floor_quantile(p, self.linger_s, self.trigger_s, parts) for p in PERCENTS
+            p: floor_quantile(p, self.linger_s, self.trigger_s, batch_s, fanout_s)
+            for p in PERCENTS
         }
 
 

@@ -23,13 +23,21 @@ def test_floor_of_linger_and_trigger_has_the_closed_form_percentiles() -> None:
 def test_floor_shifts_by_a_batch_and_fan_out_shorter_than_the_trigger() -> None:
     """Fixed batch and fan-out times within the trigger move every percentile."""
     bare = floor_quantile(95, 0.5, 2.0)
-    shifted = floor_quantile(95, 0.5, 2.0, [(0.3, 0.05)])
+    shifted = floor_quantile(95, 0.5, 2.0, [0.3], [0.05])
     assert shifted == pytest.approx(bare + 0.35, abs=1e-6)
 
 
 def test_floor_waits_for_a_batch_that_outlasts_the_trigger() -> None:
     """A 3 s batch makes the wait for the next one span 3 s, not the trigger."""
-    assert floor_quantile(50, 0.0, 2.0, [(3.0, 0.0)]) == pytest.approx(4.5, abs=1e-6)
+    assert floor_quantile(50, 0.0, 2.0, [3.0]) == pytest.approx(4.5, abs=1e-6)
+
+
+def test_floor_weighs_long_cycles_by_their_length() -> None:
+    """Of a 2 s and a 6 s cycle, a tap lands in the long one three times in four."""
+    # The wait is U(0, 2) with odds 1/4 and U(0, 6) with odds 3/4; the batch
+    # then takes 1 s or 6 s, even odds. Solving P(S <= s) = 1/2 gives 19/3.
+    median = floor_quantile(50, 0.0, 2.0, [1.0, 6.0])
+    assert median == pytest.approx(19 / 3, abs=1e-6)
 
 
 def test_wait_distribution_is_a_proper_distribution() -> None:
