@@ -34,6 +34,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from emostream.runtime.kafka_logs import LibrdkafkaLog
 from ingest_svc import metrics
 from ingest_svc.config import IngestConfig
 from ingest_svc.errors import BrokerUnavailable, IngestError, QueueFull
@@ -46,22 +47,6 @@ _FAILURE_REPORT_EVERY_S = 1.0
 
 # Error-callback codes that mean the connection to the broker is gone.
 _CONNECTION_LOST = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
-
-# librdkafka's connection chatter: the broker state events below say the same
-# once per change, so these lines go to DEBUG.
-_CONNECTION_FACILITIES = frozenset({"FAIL", "BROKERFAIL", "CONNECT", "DISCONNECT"})
-
-
-class _LibrdkafkaLog:
-    """Takes librdkafka's log lines into our logging as key=value events."""
-
-    def __init__(self) -> None:
-        self._log = logging.getLogger("ingest_svc.librdkafka")
-
-    def log(self, level: int, fmt: str, facility: str, name: str, text: str) -> None:
-        if facility in _CONNECTION_FACILITIES:
-            level = logging.DEBUG
-        self._log.log(level, "kafka.log facility=%s message=%r", facility, text)
 
 
 class TapProducer:
@@ -102,7 +87,7 @@ class TapProducer:
             "reconnect.backoff.max.ms": 1_000,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
-            "logger": _LibrdkafkaLog(),
+            "logger": LibrdkafkaLog("ingest_svc.librdkafka"),
         }
 
     # Lifecycle -------------------------------------------------------------

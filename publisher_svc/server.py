@@ -17,6 +17,7 @@ from emostream.runtime import (
     add_standard_services,
     serve_until_signalled,
 )
+from emostream.runtime.kafka_logs import LibrdkafkaLog
 from emostream.v1 import internal_pb2, internal_pb2_grpc
 from publisher_svc.config import PublisherConfig
 from publisher_svc.follower import Backoff, Follower
@@ -114,7 +115,7 @@ def _main(config: PublisherConfig) -> tuple[RelayLog, Feed]:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-            "logger": logging.getLogger("publisher_svc.kafka"),
+            "logger": LibrdkafkaLog("publisher_svc.librdkafka"),
         }
     )
     source = SwarmSource(

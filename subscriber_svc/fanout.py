@@ -6,7 +6,9 @@ viewer of the match; ``viewers`` in it is the room's size at that moment.
 Slow viewers. Each viewer's queue holds at most ``queue_max`` messages. When
 a swarm arrives for a full queue, the swarms waiting at its tail and the new
 one are merged into one message: counts summed per emoji (raw and shown),
-totals summed, taps summed per bucket, the window widened, first_seq..seq
+totals summed, taps summed per bucket (buckets widened from 100 ms by
+doubling until at most ``MAX_MERGED_TAP_BUCKETS`` remain, so a viewer stalled
+for hours holds a message of bounded size), the window widened, first_seq..seq
 covering the merged range, and viewers and published_at from the newest. The
 queue then holds fewer messages again, so a slow viewer always receives the
 whole range, later and coarser, and never makes the broadcast wait: offering
@@ -177,9 +179,10 @@ class ViewerStream:
     # Inside -----------------------------------------------------------------
 
     def _send(self, delivery: Delivery) -> bytes:
-        if delivery.is_swarm:
-            self.sent_seq = delivery.seq
-        elif delivery.swarm.notice == emostream_pb2.NOTICE_HISTORY_GAP:
+        if (
+            delivery.is_swarm
+            or delivery.swarm.notice == emostream_pb2.NOTICE_HISTORY_GAP
+        ):
             self.sent_seq = delivery.seq
         return delivery.payload
 
@@ -235,9 +238,27 @@ def merge_swarms(swarms: list[Swarm]) -> Swarm:
             )
     for emoji, (raw, shown) in counts.items():
         merged.emojis.add(emoji=emoji, raw=raw, shown=shown)
+    taps = _widen(taps)
     for start_unix_ms in sorted(taps):
         merged.taps.add(start_unix_ms=start_unix_ms, count=taps[start_unix_ms])
     return merged
+
+
+MAX_MERGED_TAP_BUCKETS = 64
+_TAP_BUCKET_MS = 100
+
+
+def _widen(taps: dict[int, int]) -> dict[int, int]:
+    """Tap buckets regrouped into wider ones until few enough remain."""
+    width_ms = _TAP_BUCKET_MS
+    while len(taps) > MAX_MERGED_TAP_BUCKETS:
+        width_ms *= 2
+        wider: dict[int, int] = {}
+        for start_unix_ms, count in taps.items():
+            start = start_unix_ms - start_unix_ms % width_ms
+            wider[start] = wider.get(start, 0) + count
+        taps = wider
+    return taps
 
 
 class MatchRoom:

@@ -58,7 +58,13 @@ class SwarmFeed:
             while True:
                 payload = next_nowait()
                 if payload is not None:
-                    await write(payload)
+                    try:
+                        await write(payload)
+                    except Exception:
+                        # The viewer went away while the write waited for it.
+                        if context.done():
+                            break
+                        raise
                 elif viewer.closed:
                     break
                 else:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from emostream.v1 import emostream_pb2
-from subscriber_svc.fanout import Fanout, ViewerStream
+from subscriber_svc.fanout import MAX_MERGED_TAP_BUCKETS, Fanout, ViewerStream
 from subscriber_svc.feed_service import SwarmFeed
 
 Swarm = emostream_pb2.Swarm
@@ -119,6 +119,20 @@ def test_queue_never_grows_past_its_bound() -> None:
     assert received[-1].seq == 1000
     assert sum(s.total for s in received) == 1000
     assert all(b.first_seq == a.seq + 1 for a, b in itertools.pairwise(received))
+
+
+def test_merged_message_of_a_stalled_viewer_stays_small() -> None:
+    """Merging widens tap buckets instead of keeping every 100 ms bucket, so a
+    viewer stalled for long holds a bounded message with every tap counted."""
+    fanout = make_fanout(queue_max=4)
+    stuck = fanout.join("a", "stuck", 0)
+
+    for seq in range(1, 2001):
+        fanout.publish(swarm("a", seq, fire=1))
+
+    received = drain_now(stuck)
+    assert all(len(s.taps) <= MAX_MERGED_TAP_BUCKETS for s in received)
+    assert sum(b.count for s in received for b in s.taps) == 3 * 2000
 
 
 async def test_blocked_viewer_does_not_delay_another() -> None:
