@@ -6,12 +6,10 @@ import asyncio
 import logging
 import sys
 
-import grpc
-
 from emostream.runtime import (
-    SERVER_OPTIONS,
     add_standard_services,
     configure_logging,
+    new_server,
     serve_until_signalled,
 )
 from emostream.v1 import emostream_pb2, emostream_pb2_grpc
@@ -31,7 +29,7 @@ PUBLIC_SERVICES = [service.full_name for service in _SERVICES.values()]
 
 async def serve(config: IngestConfig) -> None:
     """Serves EmojiIngest until SIGTERM, then drains calls and flushes Kafka."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = new_server()
     producer: TapProducer | None = None
     servicer: emostream_pb2_grpc.EmojiIngestServicer
     if config.noop:

@@ -9,12 +9,11 @@ import signal
 import uuid
 from typing import Protocol
 
-import grpc
 from confluent_kafka import Consumer
 
 from emostream.runtime import (
-    SERVER_OPTIONS,
     add_standard_services,
+    new_server,
     serve_until_signalled,
 )
 from emostream.runtime.kafka_logs import LibrdkafkaLog
@@ -47,7 +46,7 @@ async def serve(config: PublisherConfig) -> int:
         log.error("publisher.state_unreadable error=%s", exc)
         return 2
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = new_server()
     internal_pb2_grpc.add_SwarmRelayServicer_to_server(
         SwarmRelayServicer(relay_log, heartbeat_s=config.relay_heartbeat_s), server
     )

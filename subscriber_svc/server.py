@@ -7,11 +7,9 @@ import gc
 import logging
 import time
 
-import grpc
-
 from emostream.runtime import (
-    SERVER_OPTIONS,
     add_standard_services,
+    new_server,
     serve_until_signalled,
 )
 from publisher_svc.follower import Backoff, Follower
@@ -51,7 +49,7 @@ async def serve(config: SubscriberConfig) -> int:
     )
     feed = SwarmFeed(fanout)
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = new_server()
     server.add_generic_rpc_handlers((feed.handler(),))
     health = add_standard_services(server, [SERVICE_NAME])
     server.add_insecure_port(config.listen)

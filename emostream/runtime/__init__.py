@@ -5,6 +5,7 @@ from emostream.runtime.serving import (
     CHANNEL_OPTIONS,
     SERVER_OPTIONS,
     add_standard_services,
+    new_server,
     serve_until_signalled,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "SERVER_OPTIONS",
     "add_standard_services",
     "configure_logging",
+    "new_server",
     "serve_until_signalled",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor, descriptor_pool
+from google.protobuf import descriptor, descriptor_pool, message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -66,6 +67,87 @@ class _ReflectionPool:
             if method not in service.methods_by_name:
                 raise
             return service.file
+
+
+def new_server() -> grpc.aio.Server:
+    """A grpc.aio server with the shared options and request decoding."""
+    return grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RequestDecoding()])
+
+
+class RequestDecoding(grpc.aio.ServerInterceptor):
+    """Answers a request that does not decode with INVALID_ARGUMENT.
+
+    Left to grpcio, a body that is not the method's message (bad UTF-8 in a
+    string, truncated bytes) fails before the handler runs: the caller gets
+    UNKNOWN with Python internals and the log a traceback per call. Here the
+    handler takes raw bytes and decodes them itself. Wrapped handlers are
+    kept per method, so the cost per call is a dictionary look-up.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        if method in self._wrapped:
+            return self._wrapped[method]
+        handler = await continuation(handler_call_details)
+        wrapped = _decoding(handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+
+def _decoding(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+    if handler is None or handler.request_streaming:
+        return handler
+    decode = handler.request_deserializer
+    if decode is None:
+        return handler
+
+    async def decoded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return decode(raw)
+        except message.DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request: cannot be decoded: {exc}"
+            )
+
+    serialize = handler.response_serializer
+    if not handler.response_streaming:
+        inner = handler.unary_unary
+
+        async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            return await inner(await decoded(raw, context), context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, response_serializer=serialize
+        )
+
+    stream = handler.unary_stream
+    if inspect.isasyncgenfunction(stream):
+
+        async def unary_stream_gen(
+            raw: bytes, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async for response in stream(await decoded(raw, context), context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream_gen, response_serializer=serialize
+        )
+
+    async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await stream(await decoded(raw, context), context)
+
+    return grpc.unary_stream_rpc_method_handler(
+        unary_stream, response_serializer=serialize
+    )
 
 
 def add_standard_services(
