@@ -450,7 +450,7 @@ def _latency_notes(result: latency.LatencyResult, full: dict[int, float]) -> lis
         f"as fixed times, which shift every percentile alike): "
         f"{P50_GOAL_S:g} - {bare[50]:.2f} = {room_p50:.2f} s at p50 and "
         f"{P99_GOAL_S:g} - {bare[99]:.2f} = {room_p99:.2f} s at p99. So the p99 "
-        f"target needs batches well under the aggregator's own "
+        f"target needs batches under the aggregator's own "
         f"{AGGREGATOR_GOAL_MS / 1000:g} s goal; the linger and the trigger "
         f"take the rest.",
     ]
@@ -478,10 +478,10 @@ INTRO = [
     "noise (see the load average of each scenario).",
     "",
     "```sh",
-    "make bench                                 # every scenario, about 15 min",
-    f"{PYTHON} -m bench --quick                  # every scenario, a few minutes",
-    f"{PYTHON} -m bench --only latency,fanout    # some; the rest is kept",
-    f"{PYTHON} -m bench --help                   # the scenario names",
+    "make bench                                       # every scenario, ~15 min",
+    ".venv/bin/python -m bench --quick                # every scenario, a few min",
+    ".venv/bin/python -m bench --only latency,fanout  # some; the rest is kept",
+    ".venv/bin/python -m bench --help                 # the scenario names",
     "```",
     "",
 ]
