@@ -98,6 +98,11 @@ class Overloaded(EmoStreamError):
     retriable = True
 
 
+class MessageTooLarge(EmoStreamError):
+    """The request is over the server's message size limit (4 MiB by default);
+    sending it again cannot help, a smaller batch can."""
+
+
 class DeadlineExceeded(EmoStreamError):
     """The call did not finish in time; it may or may not have taken effect."""
 
@@ -117,6 +122,8 @@ def translate_error(error: grpc.RpcError) -> EmoStreamError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable(details or "unavailable", code=code)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if "larger than max" in details:
+            return MessageTooLarge(details, code=code)
         return Overloaded(details or "overloaded", code=code)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(details or "deadline exceeded", code=code)

@@ -15,6 +15,7 @@ from emostream import (
     DeadlineExceeded,
     InvalidArgument,
     InvalidEmoji,
+    MessageTooLarge,
     Overloaded,
     ServerError,
     Tap,
@@ -111,6 +112,7 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
             "EmoStreamError",
             "InvalidArgument",
             "InvalidEmoji",
+            "MessageTooLarge",
             "Notice",
             "Overloaded",
             "Rejection",
@@ -202,6 +204,21 @@ async def test_status_codes_become_typed_errors(
 
     retried = expected in (Unavailable, Overloaded)
     assert fake.calls == (3 if retried else 1)
+
+
+async def test_message_over_the_size_limit_is_not_retried(
+    ingest: tuple[FakeIngest, str], match_id: str
+) -> None:
+    """RESOURCE_EXHAUSTED for a too-large message raises at once: resending
+    the same bytes cannot succeed."""
+    fake, address = ingest
+    too_large = "Received message larger than max (4200028 vs. 4194304)"
+    fake.failures = [(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)] * 5
+    async with Client(address, retries=2, retry_backoff=FAST) as client:
+        with pytest.raises(MessageTooLarge):
+            await client.send(match_id, "u1", "🔥")
+
+    assert fake.calls == 1
 
 
 async def test_send_many_splits_and_reports_rejections_by_input_index(
