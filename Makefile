@@ -41,10 +41,10 @@ up: bootstrap
 down:
 	@[ -x $(PY) ] && $(PY) -m deploy.mesh down || true
 
-status:
+status: bootstrap
 	$(PY) -m deploy.mesh status
 
-logs:
+logs: bootstrap
 	$(PY) -m deploy.mesh logs
 
 demo: bootstrap

@@ -84,8 +84,12 @@ class DemoOptions:
     crowd_rate_per_s: float = 300.0
     # Synthetic crowd: extra taps after each six, four or wicket.
     crowd_burst: int = 3000
-    # Seconds to wait after sending for the last swarms.
+    # Seconds without a new swarm, after sending, before the demo gives up
+    # waiting for the last ones.
     settle_s: float = 30.0
+    # Seconds per ball of the synthetic match, and the seed of its events.
+    ball_interval_s: float = 3.0
+    seed: int = 2
 
     def __post_init__(self) -> None:
         if self.duration_s <= 0 or self.speed <= 0 or self.settle_s <= 0:
@@ -173,15 +177,26 @@ def plan_batches(
     events: list[MatchEvent] = []
     if options.cricsheet is not None:
         for match_id in match_ids:
-            events += cricsheet_events(options.cricsheet, match_id=match_id)
+            events += cricsheet_events(
+                options.cricsheet,
+                match_id=match_id,
+                ball_interval_s=options.ball_interval_s,
+            )
     else:
-        events = synthetic_events(match_ids, duration_s=recorded_s)
+        events = synthetic_events(
+            match_ids,
+            duration_s=recorded_s,
+            ball_interval_s=options.ball_interval_s,
+            seed=options.seed,
+        )
     shape = CrowdShape(
         viewers=10_000,
         base_rate_per_s=options.crowd_rate_per_s,
         burst_taps=options.crowd_burst,
     )
-    taps = crowd(match_ids, events, duration_s=recorded_s, shape=shape)
+    taps = crowd(
+        match_ids, events, duration_s=recorded_s, shape=shape, seed=options.seed
+    )
     return (
         ScheduledBatch(batch.offset_s / options.speed, batch.taps)
         for batch in crowd_batches(taps)
@@ -421,12 +436,16 @@ async def play_crowd(
             view.show(report, time.monotonic() - started, "sending")
         report = play_task.result()
 
-        deadline = time.monotonic() + options.settle_s
-        while time.monotonic() < deadline and not _caught_up(
-            tallies, accepted_by_match
-        ):
+        # Wait while swarms keep coming; give up after settle_s without one.
+        last_news = time.monotonic()
+        delivered = _delivered(tallies)
+        while not _caught_up(tallies, accepted_by_match):
             await asyncio.sleep(0.5)
             view.show(report, time.monotonic() - started, "settling")
+            if _delivered(tallies) != delivered:
+                delivered, last_news = _delivered(tallies), time.monotonic()
+            elif time.monotonic() - last_news > options.settle_s:
+                break
         # One more trigger so that a late extra swarm would be seen too.
         await asyncio.sleep(2.5)
         view.show(report, time.monotonic() - started, "done")
@@ -480,6 +499,10 @@ async def warm_up(sender: Client, watcher: Client, match_id: str) -> None:
         await asyncio.wait_for(first, timeout=120)
     finally:
         await taps.aclose()  # type: ignore[attr-defined]
+
+
+def _delivered(tallies: list[ViewerTally]) -> int:
+    return sum(len(t.ranges) for t in tallies)
 
 
 def _caught_up(tallies: list[ViewerTally], accepted: Counter[str]) -> bool:
@@ -560,6 +583,24 @@ def parse_options(argv: list[str] | None) -> DemoOptions:
         default=defaults.crowd_rate_per_s,
         help="synthetic crowd: background taps/s per match",
     )
+    parser.add_argument(
+        "--ball-interval",
+        type=float,
+        default=defaults.ball_interval_s,
+        help="synthetic crowd: seconds per ball",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="synthetic crowd: seed of the events and taps",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=defaults.settle_s,
+        help="seconds without a new swarm before giving up waiting",
+    )
     args = parser.parse_args(argv)
     return dataclasses.replace(
         defaults,
@@ -572,6 +613,9 @@ def parse_options(argv: list[str] | None) -> DemoOptions:
         viewers=args.viewers,
         watch=args.watch,
         crowd_rate_per_s=args.rate,
+        ball_interval_s=args.ball_interval,
+        seed=args.seed,
+        settle_s=args.settle,
     )  # fmt: skip
 
 

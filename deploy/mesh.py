@@ -59,6 +59,9 @@ class Process:
     # A marker the process writes when ready; removed before each start so
     # that one left by a killed run is not taken for readiness.
     ready_file: pathlib.Path | None = None
+    # Writes what the process reads at start (its configuration); run by
+    # start(), so that describing the mesh changes nothing on disk.
+    prepare: Callable[[], None] | None = None
 
 
 # Readiness probes --------------------------------------------------------------
@@ -190,9 +193,10 @@ class Mesh:
                 f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}",
                 f"-Djava.io.tmpdir={lay.run_dir / 'tmp'}",
                 "-cp", f"{KAFKA_LIBS}/*",
-                "kafka.Kafka", str(self._kafka_properties()),
+                "kafka.Kafka", str(self._kafka_properties_path()),
             ],
             ready=kafka_answers(lay.kafka_bootstrap),
+            prepare=self._write_kafka_properties,
             port=lay.kafka_port,
             ready_timeout_s=90.0,
         )  # fmt: skip
@@ -277,7 +281,10 @@ class Mesh:
 
         lay = self.layout
         config_path = lay.run_dir / "envoy.yaml"
-        config_path.write_text(envoy_config.render(lay))
+
+        def write_config() -> None:
+            config_path.write_text(envoy_config.render(lay))
+
         return Process(
             name="envoy",
             argv=[
@@ -287,14 +294,19 @@ class Mesh:
                 "--base-id", str(lay.port_base),
             ],
             ready=envoy_ready(lay.envoy_admin_port, envoy_config.clusters(lay)),
+            prepare=write_config,
             port=lay.envoy_port,
         )  # fmt: skip
 
-    def _kafka_properties(self) -> pathlib.Path:
+    def _kafka_properties_path(self) -> pathlib.Path:
+        return self.layout.run_dir / "kafka" / "server.properties"
+
+    def _write_kafka_properties(self) -> None:
+        """Writes the broker's settings and formats its storage once."""
         lay = self.layout
-        kafka_dir = lay.run_dir / "kafka"
+        properties = self._kafka_properties_path()
+        kafka_dir = properties.parent
         data_dir = kafka_dir / "data"
-        properties = kafka_dir / "server.properties"
         kafka_dir.mkdir(parents=True, exist_ok=True)
         (lay.run_dir / "tmp").mkdir(parents=True, exist_ok=True)
         properties.write_text(
@@ -335,7 +347,6 @@ class Mesh:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
-        return properties
 
     # Lifecycle ------------------------------------------------------------------
 
@@ -364,6 +375,8 @@ class Mesh:
         env = {**os.environ, **(proc.env or {})}
         if proc.ready_file is not None:
             proc.ready_file.unlink(missing_ok=True)
+        if proc.prepare is not None:
+            proc.prepare()
         with open(log_path, "ab") as log_file:
             child = subprocess.Popen(
                 proc.argv,
