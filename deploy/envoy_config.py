@@ -10,14 +10,27 @@ Routes send EmojiIngest (and server reflection) to the ingest processes and
 SwarmFeed to the subscriber nodes; every other path is answered by Envoy with
 a 404 and never reaches a backend.
 
+Errors Envoy answers itself (a REST body the transcoder cannot read, an
+unknown query parameter, the 404 above, no healthy backend) come back to REST
+callers as the same JSON status the transcoder makes of the backends' own
+errors: ``{"code": <gRPC code>, "message": "...", "details": []}`` with
+content-type application/json. gRPC and gRPC-Web callers keep getting such
+errors as grpc-status and grpc-message.
+
 Long-lived streams and limits, in one place:
 
 - SwarmFeed routes have no route timeout and no idle timeout: a viewer's
-  stream lives as long as both ends do. Dead peers are found by HTTP/2 PING
-  instead: Envoy pings each downstream and upstream connection every
-  ``KEEPALIVE_INTERVAL_S`` (with jitter) and closes it when no answer comes
-  within ``KEEPALIVE_TIMEOUT_S``, so a vanished viewer or node is noticed
-  within about 35 s and its streams are reset.
+  stream lives as long as both ends do. A peer that closes or resets its
+  connection (a killed process) frees its streams at once. A peer that
+  vanishes without a word is found by HTTP/2 PING instead: Envoy pings each
+  downstream and upstream connection every ``KEEPALIVE_INTERVAL_S`` (with
+  jitter) and closes it when no answer comes within ``KEEPALIVE_TIMEOUT_S``,
+  so a silent peer is meant to be dropped after about interval plus timeout
+  (30 s, plus the jitter). That is not a hard bound: a peer that is stalled
+  but keeps its TCP connection open (a frozen process, whose kernel still
+  acknowledges while unread data fills the buffers) can hold its streams
+  longer. Measured: a frozen viewer holding 500 streams was freed after
+  about 87 s, a killed one after 0.3 s.
 - Unary ingest calls get ``UNARY_TIMEOUT_S``.
 - One downstream connection may carry ``DOWNSTREAM_MAX_STREAMS`` streams
   (HTTP/2's default of 1024 would leave extra streams waiting silently).
@@ -78,9 +91,23 @@ _HEALTH_SERVICE = {
     SUBSCRIBER_CLUSTER: FEED_SERVICE,
 }
 
-NOT_FOUND_BODY = json.dumps(
-    {"code": 5, "message": "no such route; see emostream.v1 for the API"}
-)
+# The message of Envoy's own 404; REST callers get it inside a JSON status.
+NOT_FOUND_MESSAGE = "no such route; see emostream.v1 for the API"
+
+# The gRPC code a REST caller reads for each HTTP status Envoy answers with
+# itself, the reverse of how the transcoder turns backend gRPC codes into
+# HTTP statuses; any other status >= 400 reads UNKNOWN.
+LOCAL_REPLY_CODES = {
+    400: 3,  # INVALID_ARGUMENT
+    404: 5,  # NOT_FOUND
+    413: 8,  # RESOURCE_EXHAUSTED
+    429: 8,  # RESOURCE_EXHAUSTED
+    500: 13,  # INTERNAL
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE
+    504: 4,  # DEADLINE_EXCEEDED
+}
+UNKNOWN_CODE = 2
 
 
 @dataclass(frozen=True)
@@ -203,6 +230,7 @@ def _public_listener(layout: MeshLayout, net: Network) -> dict[str, Any]:
             "connection_keepalive": _keepalive(),
         },
         "access_log": [_error_access_log(net.access_log)],
+        "local_reply_config": _local_reply_config(),
         "route_config": {
             "name": "public",
             "virtual_hosts": [
@@ -278,6 +306,75 @@ def _transcoder(descriptor_set: str) -> dict[str, Any]:
     }
 
 
+def _local_reply_config() -> dict[str, Any]:
+    """Envoy's own error replies to REST callers, as a JSON google.rpc.Status.
+
+    One mapper per HTTP status names the gRPC code; the original text becomes
+    the message. Only REST_CALLER requests match: a gRPC or gRPC-Web call
+    matches no mapper, so Envoy still sends its error as grpc-status and
+    grpc-message. Replies below 400 are left alone.
+    """
+    mappers = [
+        _json_error_mapper(code, {"status_code_filter": _status_is("EQ", status)})
+        for status, code in LOCAL_REPLY_CODES.items()
+    ]
+    mappers.append(
+        _json_error_mapper(UNKNOWN_CODE, {"status_code_filter": _status_is("GE", 400)})
+    )
+    return {"mappers": mappers}
+
+
+# A REST caller: its content-type is not gRPC's (a missing one counts), or
+# the transcoder has already rewritten it into a gRPC request (it does so
+# before reading the body, keeping the REST path in x-envoy-original-path).
+# The gRPC-Web filter also rewrites content-type to gRPC's, so gRPC-Web
+# callers fall on the gRPC side.
+REST_CALLER = {
+    "or_filter": {
+        "filters": [
+            {
+                "header_filter": {
+                    "header": {
+                        "name": "content-type",
+                        "string_match": {"prefix": "application/grpc"},
+                        "invert_match": True,
+                        "treat_missing_header_as_empty": True,
+                    }
+                }
+            },
+            {
+                "header_filter": {
+                    "header": {"name": "x-envoy-original-path", "present_match": True}
+                }
+            },
+        ]
+    }
+}
+
+
+def _json_error_mapper(code: int, status_filter: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "filter": {"and_filter": {"filters": [status_filter, REST_CALLER]}},
+        "body_format_override": {
+            "json_format": {
+                "code": code,
+                "message": "%LOCAL_REPLY_BODY%",
+                "details": [],
+            },
+            "content_type": "application/json",
+        },
+    }
+
+
+def _status_is(op: str, status: int) -> dict[str, Any]:
+    return {
+        "comparison": {
+            "op": op,
+            "value": {"default_value": status, "runtime_key": ""},
+        }
+    }
+
+
 def _cors_policy(layout: MeshLayout) -> dict[str, Any]:
     return {
         "@type": f"{_TYPES}.extensions.filters.http.cors.v3.CorsPolicy",
@@ -300,14 +397,7 @@ def _error_access_log(path: str) -> dict[str, Any]:
         "filter": {
             "or_filter": {
                 "filters": [
-                    {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "GE",
-                                "value": {"default_value": 400, "runtime_key": ""},
-                            }
-                        }
-                    },
+                    {"status_code_filter": _status_is("GE", 400)},
                     {"response_flag_filter": {}},
                 ]
             }
@@ -387,15 +477,11 @@ def _routes(layout: MeshLayout, *, noop_ingest: bool) -> list[dict[str, Any]]:
             "match": {"prefix": "/"},
             "direct_response": {
                 "status": 404,
-                "body": {"inline_string": NOT_FOUND_BODY},
+                # Wrapped into a JSON status by the local reply mappers.
+                "body": {"inline_string": NOT_FOUND_MESSAGE},
             },
-            "response_headers_to_add": [
-                {
-                    "header": {"key": "content-type", "value": "application/json"},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-            ],
-            # The transcoder would answer unknown paths itself, in plain text.
+            # The transcoder would answer unknown paths itself, as a 404
+            # naming no API.
             "typed_per_filter_config": {
                 "envoy.filters.http.grpc_json_transcoder": {
                     "@type": f"{_TYPES}.config.route.v3.FilterConfig",

@@ -10,12 +10,14 @@ import subprocess
 import urllib.request
 from typing import Any
 
+import grpc
 import pytest
 
+from deploy import envoy_config
 from deploy.envoy_config import DESCRIPTOR_SET
 from deploy.layout import CACHE, EMOJI_TOPIC
 from deploy.mesh import Mesh
-from emostream.v1 import emostream_pb2, internal_pb2
+from emostream.v1 import emostream_pb2, emostream_pb2_grpc, internal_pb2
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -115,6 +117,15 @@ def _grpc_web_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
     return messages, trailers
 
 
+def _json_status(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The JSON google.rpc.Status of an error reply, checked for its shape."""
+    assert headers["content-type"].startswith("application/json"), (headers, body)
+    error: dict[str, Any] = json.loads(body)
+    assert set(error) == {"code", "message", "details"}, error
+    assert error["message"], error
+    return error
+
+
 # REST ----------------------------------------------------------------------------
 
 
@@ -186,9 +197,9 @@ def test_rest_bad_field_gets_400_json_naming_the_field(
     assert "emoji_type" in error["message"]
 
 
-def test_rest_malformed_json_gets_400(mesh: Mesh, match_id: str) -> None:
-    """A body that is not JSON is refused by Envoy with 400 and writes nothing."""
-    status, _, body = _request(
+def test_rest_malformed_json_gets_400_json(mesh: Mesh, match_id: str) -> None:
+    """A body that is not JSON gets a 400 JSON status from Envoy and writes nothing."""
+    status, headers, body = _request(
         mesh,
         "POST",
         f"/v1/matches/{match_id}/emojis",
@@ -200,7 +211,64 @@ def test_rest_malformed_json_gets_400(mesh: Mesh, match_id: str) -> None:
     # when the body fails to parse, so the backend sees a cancelled call with
     # no message; only the reply and the absence of an event can be checked.
     assert status == 400, body
+    error = _json_status(headers, body)
+    assert error["code"] == 3  # INVALID_ARGUMENT
+    assert error["details"] == []
     assert _events_of(mesh, match_id, expected=0) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "expected"),
+    [
+        ("wrong type", b'{"user_id": 5}', "user_id"),
+        ("bad timestamp", b'{"user_id": "v", "timestamp": "yesterday"}', "timestamp"),
+        ("invalid UTF-8", b'{"user_id": "\xff\xfe"}', "UTF-8"),
+        ("lone surrogate", b'{"user_id": "\\ud83d"}', "surrogate"),
+    ],
+)
+def test_rest_body_the_transcoder_refuses_gets_400_json(
+    mesh: Mesh, match_id: str, case: str, body: bytes, expected: str
+) -> None:
+    """A JSON body that does not fit the message gets a 400 JSON status naming why."""
+    status, headers, reply = _request(
+        mesh,
+        "POST",
+        f"/v1/matches/{match_id}/emojis",
+        body,
+        {"content-type": "application/json"},
+    )
+
+    assert status == 400, (case, reply)
+    error = _json_status(headers, reply)
+    assert error["code"] == 3, case  # INVALID_ARGUMENT
+    assert expected in error["message"], case
+
+
+def test_rest_unknown_query_parameter_gets_400_json(mesh: Mesh, match_id: str) -> None:
+    """A query parameter the message lacks gets a 400 JSON status naming it."""
+    before = _upstream_requests(mesh)
+
+    status, headers, body = _post_json(
+        mesh,
+        f"/v1/matches/{match_id}/emojis?foo=1",
+        {"user_id": "viewer-1", "emoji_type": "🔥", "timestamp": _now_rfc3339()},
+    )
+
+    assert status == 400, body
+    error = _json_status(headers, body)
+    assert error["code"] == 3  # INVALID_ARGUMENT
+    assert '"foo"' in error["message"]
+    assert _upstream_requests(mesh) == before
+
+
+def test_rest_json_to_a_grpc_path_gets_404_json(mesh: Mesh) -> None:
+    """JSON posted to a gRPC method's path gets a 404 JSON status, not plain text."""
+    status, headers, body = _post_json(mesh, "/emostream.v1.EmojiIngest/SendEmoji", {})
+
+    assert status == 404, body
+    error = _json_status(headers, body)
+    assert error["code"] == 5  # NOT_FOUND
+    assert "SendEmoji" in error["message"]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +292,10 @@ def test_unknown_path_gets_json_404_and_is_not_forwarded(
 
     assert status == 404, body
     assert headers["content-type"] == "application/json"
-    assert json.loads(body)["code"] == 5
+    # One JSON status, the message plain text inside it, not a nested JSON.
+    error = _json_status(headers, body)
+    assert error["code"] == 5
+    assert not error["message"].startswith("{"), error
     assert "x-envoy-upstream-service-time" not in headers
     assert _upstream_requests(mesh) == before
 
@@ -279,6 +350,33 @@ def test_grpc_web_send_emoji_succeeds(mesh: Mesh, match_id: str) -> None:
     assert reply.emoji_type == "👏"
 
 
+def test_grpc_web_bad_input_gets_invalid_argument_in_trailers(
+    mesh: Mesh, match_id: str
+) -> None:
+    """A gRPC-Web caller's bad field still comes back as grpc-status 3, not JSON."""
+    request = emostream_pb2.SendEmojiRequest(
+        match_id=match_id, user_id="viewer-1", emoji_type="not an emoji"
+    )
+    request.timestamp.GetCurrentTime()
+
+    status, headers, body = _request(
+        mesh,
+        "POST",
+        "/emostream.v1.EmojiIngest/SendEmoji",
+        _grpc_web_frame(request.SerializeToString()),
+        {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
+
+    assert status == 200, body
+    assert headers["content-type"].startswith("application/grpc-web"), headers
+    messages, trailers = _grpc_web_frames(body)
+    assert messages == []
+    # An error without messages may come trailers-only, i.e. in the headers.
+    status_fields = {**headers, **trailers}
+    assert status_fields.get("grpc-status") == "3", status_fields
+    assert "emoji_type" in status_fields.get("grpc-message", ""), status_fields
+
+
 def _preflight(mesh: Mesh, origin: str) -> tuple[int, dict[str, str], bytes]:
     return _request(
         mesh,
@@ -321,6 +419,33 @@ def test_cors_preflight_from_other_origin_is_refused_and_not_forwarded(
 
 
 # Native gRPC tools -------------------------------------------------------------------
+
+
+def test_grpc_bad_input_through_envoy_gets_invalid_argument(
+    mesh: Mesh, match_id: str
+) -> None:
+    """Native gRPC callers get INVALID_ARGUMENT with a plain message, never JSON."""
+    request = emostream_pb2.SendEmojiRequest(
+        match_id=match_id, user_id="viewer-1", emoji_type="not an emoji"
+    )
+    request.timestamp.GetCurrentTime()
+
+    with grpc.insecure_channel(mesh.layout.envoy_address) as channel:
+        with pytest.raises(grpc.RpcError) as bad_field:
+            emostream_pb2_grpc.EmojiIngestStub(channel).SendEmoji(request, timeout=10)
+        not_a_message = channel.unary_unary("/emostream.v1.EmojiIngest/SendEmoji")
+        with pytest.raises(grpc.RpcError) as bad_bytes:
+            not_a_message(b"\xff\xff\xff", timeout=10)
+        unknown_method = channel.unary_unary("/emostream.v1.Nowhere/Call")
+        with pytest.raises(grpc.RpcError) as no_route:
+            unknown_method(b"", timeout=10)
+
+    for failure in (bad_field.value, bad_bytes.value):
+        assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT, failure
+        assert not failure.details().startswith("{"), failure.details()
+    assert "emoji_type" in bad_field.value.details()
+    assert no_route.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert no_route.value.details() == envoy_config.NOT_FOUND_MESSAGE
 
 
 def test_grpcurl_lists_both_public_services_through_envoy(mesh: Mesh) -> None:

@@ -220,13 +220,58 @@ def test_rest_routes_come_from_the_proto_http_rules(tmp_path: pathlib.Path) -> N
     assert regexes == {"/v1/matches/[^/]+/emojis", "/v1/emojis:batch"}
 
 
-def test_unknown_paths_get_a_json_404_from_envoy(tmp_path: pathlib.Path) -> None:
-    """The last route answers every other path itself with a small JSON body."""
+def test_unknown_paths_get_a_404_from_envoy(tmp_path: pathlib.Path) -> None:
+    """The last route answers every other path itself; the mappers make it JSON."""
     last = _routes(_config(_layout(tmp_path)))[-1]
 
     assert last["match"] == {"prefix": "/"}
     assert last["direct_response"]["status"] == 404
-    assert json.loads(last["direct_response"]["body"]["inline_string"])["code"] == 5
+    body = last["direct_response"]["body"]["inline_string"]
+    assert body == envoy_config.NOT_FOUND_MESSAGE
+    # Plain text here, so the local reply mapper wraps it exactly once.
+    assert not body.lstrip().startswith("{")
+    assert "response_headers_to_add" not in last
+
+
+def test_envoy_errors_for_rest_callers_are_json_statuses(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Each local reply mapper writes code, message and details as application/json."""
+    mappers = _manager(_config(_layout(tmp_path)))["local_reply_config"]["mappers"]
+    statuses = {}
+    for mapper in mappers:
+        status_filter, caller_filter = mapper["filter"]["and_filter"]["filters"]
+        comparison = status_filter["status_code_filter"]["comparison"]
+        statuses[(comparison["op"], comparison["value"]["default_value"])] = mapper[
+            "body_format_override"
+        ]["json_format"]["code"]
+        assert caller_filter == envoy_config.REST_CALLER
+        override = mapper["body_format_override"]
+        assert override["content_type"] == "application/json"
+        assert override["json_format"]["message"] == "%LOCAL_REPLY_BODY%"
+        assert override["json_format"]["details"] == []
+
+    assert statuses[("EQ", 400)] == 3  # INVALID_ARGUMENT
+    assert statuses[("EQ", 404)] == 5  # NOT_FOUND
+    assert statuses[("EQ", 503)] == 14  # UNAVAILABLE
+    # The catch-all comes last, so the exact statuses match first.
+    assert list(statuses)[-1] == ("GE", 400)
+    assert statuses[("GE", 400)] == 2  # UNKNOWN
+
+
+def test_grpc_callers_are_left_to_grpc_status(tmp_path: pathlib.Path) -> None:
+    """gRPC content types match no mapper unless the transcoder rewrote a REST call."""
+    (by_type, transcoded) = envoy_config.REST_CALLER["or_filter"]["filters"]
+
+    header = by_type["header_filter"]["header"]
+    assert header["name"] == "content-type"
+    assert header["string_match"] == {"prefix": "application/grpc"}
+    assert header["invert_match"] is True
+    assert header["treat_missing_header_as_empty"] is True
+    assert transcoded["header_filter"]["header"] == {
+        "name": "x-envoy-original-path",
+        "present_match": True,
+    }
 
 
 def test_cors_allows_only_the_layout_origins(tmp_path: pathlib.Path) -> None:
