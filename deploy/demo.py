@@ -40,14 +40,7 @@ from deploy.layout import MeshLayout
 from deploy.mesh import Mesh, MeshError, describe
 from emostream.cli import render_swarm
 from emostream.client import BatchResult, Client, EmoStreamError, Swarm
-from emostream.crowd import (
-    CrowdShape,
-    MatchEvent,
-    cricsheet_events,
-    crowd,
-    synthetic_events,
-)
-from emostream.crowd import batches as crowd_batches
+from emostream.crowd import CrowdShape, match_night
 from emostream.replay import (
     ReadStats,
     ReplayReport,
@@ -173,34 +166,21 @@ def plan_batches(
         ]
         return _merge(per_match)
 
-    recorded_s = options.duration_s * options.speed
-    events: list[MatchEvent] = []
-    if options.cricsheet is not None:
-        for match_id in match_ids:
-            events += cricsheet_events(
-                options.cricsheet,
-                match_id=match_id,
-                ball_interval_s=options.ball_interval_s,
-            )
-    else:
-        events = synthetic_events(
-            match_ids,
-            duration_s=recorded_s,
-            ball_interval_s=options.ball_interval_s,
-            seed=options.seed,
-        )
     shape = CrowdShape(
         viewers=10_000,
         base_rate_per_s=options.crowd_rate_per_s,
         burst_taps=options.crowd_burst,
     )
-    taps = crowd(
-        match_ids, events, duration_s=recorded_s, shape=shape, seed=options.seed
+    _, batches = match_night(
+        match_ids,
+        duration_s=options.duration_s,
+        speed=options.speed,
+        shape=shape,
+        cricsheet=options.cricsheet,
+        ball_interval_s=options.ball_interval_s,
+        seed=options.seed,
     )
-    return (
-        ScheduledBatch(batch.offset_s / options.speed, batch.taps)
-        for batch in crowd_batches(taps)
-    )
+    return batches
 
 
 def _merge(streams: list[Iterator[ScheduledBatch]]) -> Iterator[ScheduledBatch]:

@@ -31,8 +31,7 @@ from emostream.client import (
     InvalidArgument,
     Swarm,
 )
-from emostream.crowd import CrowdShape, cricsheet_events, crowd, synthetic_events
-from emostream.crowd import batches as crowd_batches
+from emostream.crowd import CrowdShape, match_night
 from emostream.replay import (
     ReadStats,
     ReplayFileError,
@@ -266,29 +265,16 @@ async def run_replay(args: argparse.Namespace, out: TextIO) -> int:
 
 async def run_crowd(args: argparse.Namespace, out: TextIO) -> int:
     matches = args.matches or ["crowd-1"]
-    recorded_s = args.duration * args.speed
-    if args.cricsheet is not None:
-        events = [
-            event
-            for match_id in matches
-            for event in cricsheet_events(
-                args.cricsheet, match_id=match_id, ball_interval_s=args.ball_interval
-            )
-        ]
-    else:
-        events = synthetic_events(
-            matches,
-            duration_s=recorded_s,
-            ball_interval_s=args.ball_interval,
-            seed=args.seed,
-        )
-    shape = CrowdShape(
-        viewers=args.viewers, base_rate_per_s=args.rate, burst_taps=args.burst
-    )
-    taps = crowd(matches, events, duration_s=recorded_s, shape=shape, seed=args.seed)
-    batches = (
-        ScheduledBatch(batch.offset_s / args.speed, batch.taps)
-        for batch in crowd_batches(taps)
+    events, batches = match_night(
+        matches,
+        duration_s=args.duration,
+        speed=args.speed,
+        shape=CrowdShape(
+            viewers=args.viewers, base_rate_per_s=args.rate, burst_taps=args.burst
+        ),
+        cricsheet=args.cricsheet,
+        ball_interval_s=args.ball_interval,
+        seed=args.seed,
     )
     print(
         f"crowd of {args.viewers} per match for {', '.join(matches)}: "

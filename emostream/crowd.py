@@ -253,3 +253,39 @@ def batches(
         group.append(Tap(tap.match_id, tap.user_id, tap.emoji))
     if group:
         yield ScheduledBatch(due_s or 0.0, tuple(group))
+
+
+def match_night(
+    match_ids: Sequence[str],
+    *,
+    duration_s: float,
+    speed: float = 1.0,
+    shape: CrowdShape | None = None,
+    cricsheet: str | pathlib.Path | None = None,
+    ball_interval_s: float = 4.0,
+    seed: int = 0,
+) -> tuple[list[MatchEvent], Iterator[ScheduledBatch]]:
+    """The crowd of ``match_ids`` for ``duration_s`` real seconds, ready to play.
+
+    The match runs ``speed`` times faster than recorded; its events are the
+    balls of ``cricsheet`` when given (every match follows the same file),
+    else invented. Returns the events and the batches for ``replay.play``.
+    """
+    recorded_s = duration_s * speed
+    if cricsheet is not None:
+        events = [
+            event
+            for match_id in match_ids
+            for event in cricsheet_events(
+                cricsheet, match_id=match_id, ball_interval_s=ball_interval_s
+            )
+        ]
+    else:
+        events = synthetic_events(
+            match_ids, duration_s=recorded_s, ball_interval_s=ball_interval_s, seed=seed
+        )
+    taps = crowd(match_ids, events, duration_s=recorded_s, shape=shape, seed=seed)
+    scheduled = (
+        ScheduledBatch(batch.offset_s / speed, batch.taps) for batch in batches(taps)
+    )
+    return events, scheduled
