@@ -1,98 +1,62 @@
-"""The per-batch transformation, in Spark: Kafka records in, counted groups out.
+"""The per-batch transformation, in Spark: Kafka records in, per-match counts out.
 
-One pass over the batch computes three groupings at once (grouping sets):
-taps per (match, emoji), taps per (match, 100 ms tap bucket), and one group
-per undecodable record (all decodable ones fall into a single group, whose
-count completes the number of input rows). The result is small and goes to
-the driver, where ``swarms`` folds it.
+The batch's Kafka partitions are joined into one Spark partition per core,
+and each is decoded and counted in one Python function inside the Spark
+workers: taps per (match, emoji), taps per (match, 100 ms tap bucket), the
+number of records, and the position of every undecodable one. Only those
+small counts leave the workers; the driver adds them up (``swarms.merge``).
+One Spark job per batch, no shuffle, and the rows go to Python once without
+coming back.
 """
 
 from __future__ import annotations
 
-import pyarrow as pa
-from pyspark.sql import Column, DataFrame, Row
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.functions import arrow_udf
-from pyspark.sql.pandas.types import from_arrow_type
+from collections.abc import Iterable, Iterator
 
-from aggregator.decoding import DECODED_FIELDS, decode_values
-from aggregator.swarms import TAP_BUCKET_MS, BatchTally, Group, GroupKind, tally
+from pyspark.sql import DataFrame
 
-# Columns of a Kafka source row that the transformation reads.
+from aggregator.decoding import TapDecoder
+from aggregator.swarms import (
+    TAP_BUCKET_MS,
+    BatchTally,
+    PartitionCounts,
+    RecordPosition,
+    merge,
+)
+
+# Columns of a Kafka source row that the transformation reads, in this order.
 RECORD_COLUMNS = ["value", "topic", "partition", "offset"]
 
-_decode = arrow_udf(decode_values, from_arrow_type(pa.struct(DECODED_FIELDS)))  # type: ignore[call-overload]
+Record = tuple[bytes | bytearray | None, str, int, int]
 
 
-def decoded(records: DataFrame) -> DataFrame:
-    """Kafka records -> (match_id, emoji, tapped_ms, ok, topic, partition, offset)."""
-    return records.select(
-        _decode(F.col("value")).alias("event"), "topic", "partition", "offset"
-    ).select(
-        "event.match_id",
-        "event.emoji",
-        "event.tapped_ms",
-        "event.ok",
-        "topic",
-        "partition",
-        "offset",
-    )
-
-
-def grouped(events: DataFrame) -> DataFrame:
-    """Decoded events -> one row per counted group (see the module docstring)."""
-    bad = ~F.col("ok")
-    tapped_ms: Column = F.col("tapped_ms")
-    columns = events.select(
-        "match_id",
-        "emoji",
-        (tapped_ms - F.pmod(tapped_ms, F.lit(TAP_BUCKET_MS))).alias("bucket_ms"),
-        F.when(bad, F.col("topic")).alias("bad_topic"),
-        F.when(bad, F.col("partition")).alias("bad_partition"),
-        F.when(bad, F.col("offset")).alias("bad_offset"),
-    )
-    keys = [
-        "match_id",
-        "emoji",
-        "bucket_ms",
-        "bad_topic",
-        "bad_partition",
-        "bad_offset",
-    ]
-    return columns.groupingSets(
-        [
-            ["match_id", "emoji"],
-            ["match_id", "bucket_ms"],
-            ["bad_topic", "bad_partition", "bad_offset"],
-        ],
-        *keys,
-    ).agg(
-        F.count(F.lit(1)).alias("count"),
-        F.grouping("emoji").alias("emoji_rolled_up"),
-        F.grouping("bucket_ms").alias("bucket_rolled_up"),
-    )
+def count_partition(records: Iterable[Record]) -> Iterator[PartitionCounts]:
+    """Decodes and counts one partition's records; yields one PartitionCounts."""
+    decoder = TapDecoder()
+    counts = PartitionCounts()
+    emojis = counts.emojis
+    buckets = counts.buckets
+    rows = 0
+    for value, topic, partition, offset in records:
+        rows += 1
+        tap = decoder.decode(value)
+        if tap is None:
+            counts.undecodable.append(RecordPosition(topic, partition, offset))
+            continue
+        match_id, emoji, tapped_ms = tap
+        emoji_key = (match_id, emoji)
+        emojis[emoji_key] = emojis.get(emoji_key, 0) + 1
+        if tapped_ms is not None:
+            bucket_key = (match_id, tapped_ms - tapped_ms % TAP_BUCKET_MS)
+            buckets[bucket_key] = buckets.get(bucket_key, 0) + 1
+    counts.input_rows = rows
+    yield counts
 
 
 def summarize(records: DataFrame) -> BatchTally:
     """Reduces one batch of Kafka records to per-match counts on the driver."""
-    rows = grouped(decoded(records)).collect()
-    return tally(_group(row) for row in rows)
-
-
-def _group(row: Row) -> Group:
-    if row["emoji_rolled_up"] == 0:
-        kind = GroupKind.EMOJI
-    elif row["bucket_rolled_up"] == 0:
-        kind = GroupKind.BUCKET
-    else:
-        kind = GroupKind.RECORD
-    return Group(
-        kind=kind,
-        count=row["count"],
-        match_id=row["match_id"],
-        emoji=row["emoji"],
-        bucket_ms=row["bucket_ms"],
-        topic=row["bad_topic"],
-        partition=row["bad_partition"],
-        offset=row["bad_offset"],
-    )
+    # One task per core rather than per Kafka partition: each task costs a
+    # round trip to a Python worker, and the counting needs no more parallelism.
+    cores = records.sparkSession.sparkContext.defaultParallelism
+    rows = records.select(*RECORD_COLUMNS).coalesce(cores).rdd
+    return merge(rows.mapPartitions(count_partition).collect())

@@ -42,8 +42,6 @@ class AggregatorConfig:
     master: str | None
     # Folder of the Kafka connector jars put on spark.jars in local runs.
     jars_dir: pathlib.Path
-    # Partitions of the per-batch aggregation shuffle.
-    shuffle_partitions: int
     # Driver JVM heap, Spark size syntax (only applies when this process
     # starts the JVM; under spark-submit pass --driver-memory).
     driver_memory: str
@@ -66,8 +64,6 @@ class AggregatorConfig:
             raise ValueError("factor must be at least 1")
         if not 1024 <= self.ui_port <= 65_535:
             raise ValueError("ui_port must be within 1024..65535")
-        if not 1 <= self.shuffle_partitions <= 200:
-            raise ValueError("shuffle_partitions must be within 1..200")
         if self.publish_timeout_s <= 0:
             raise ValueError("publish_timeout_s must be positive")
 
@@ -148,12 +144,6 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
         help="Kafka connector jars (EMOSTREAM_SPARK_JARS, .cache/spark/jars)",
     )
     add(
-        "--shuffle-partitions",
-        type=int,
-        default=int(_env("EMOSTREAM_AGGREGATOR_SHUFFLE_PARTITIONS", "2")),
-        help="aggregation partitions (EMOSTREAM_AGGREGATOR_SHUFFLE_PARTITIONS, 2)",
-    )
-    add(
         "--driver-memory",
         default=_env("EMOSTREAM_AGGREGATOR_DRIVER_MEMORY", "1g"),
         help="driver heap (EMOSTREAM_AGGREGATOR_DRIVER_MEMORY, 1g)",
@@ -186,7 +176,6 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
             ready_file=pathlib.Path(args.ready_file) if args.ready_file else None,
             master=args.master,
             jars_dir=pathlib.Path(args.jars_dir),
-            shuffle_partitions=args.shuffle_partitions,
             driver_memory=args.driver_memory,
             skip_lost_offsets=args.skip_lost_offsets,
             publish_timeout_s=args.publish_timeout_s,

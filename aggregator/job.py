@@ -79,7 +79,6 @@ def build_session(config: AggregatorConfig) -> SparkSession:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.port", str(config.ui_port))
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")

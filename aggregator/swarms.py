@@ -1,12 +1,11 @@
-"""The reduction rule and the fold of one batch's groups into SwarmRecords.
+"""The reduction rule, and the fold of one batch's counts into SwarmRecords.
 
-Pure Python: Spark computes the groups (see ``batches``), this module decides
-what a swarm says.
+Pure Python: Spark counts each partition of a batch (see ``batches``), this
+module adds the partitions up and decides what a swarm says.
 """
 
 from __future__ import annotations
 
-import enum
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,28 +18,6 @@ TAP_BUCKET_MS = 100
 def shown_count(raw: int, factor: int) -> int:
     """Emojis to show for ``raw`` taps: one per ``factor`` taps, at least one."""
     return max(1, raw // factor)
-
-
-class GroupKind(enum.Enum):
-    """Which grouping of the batch a counted group belongs to."""
-
-    EMOJI = "emoji"  # (match_id, emoji)
-    BUCKET = "bucket"  # (match_id, bucket_ms)
-    RECORD = "record"  # one undecodable record, or all decodable ones together
-
-
-@dataclass(frozen=True)
-class Group:
-    """One counted group of a batch, as the aggregation returns it."""
-
-    kind: GroupKind
-    count: int
-    match_id: str | None = None
-    emoji: str | None = None
-    bucket_ms: int | None = None
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,24 +48,30 @@ class BatchTally:
     )
 
 
-def tally(groups: Iterable[Group]) -> BatchTally:
-    """Folds the aggregation's groups into per-match counts."""
+@dataclass
+class PartitionCounts:
+    """One Kafka partition's share of a batch, counted where it was read."""
+
+    input_rows: int = 0
+    # (match_id, emoji) -> taps
+    emojis: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (match_id, bucket start in ms) -> taps
+    buckets: dict[tuple[str, int], int] = field(default_factory=dict)
+    undecodable: list[RecordPosition] = field(default_factory=list)
+
+
+def merge(parts: Iterable[PartitionCounts]) -> BatchTally:
+    """Adds up the partitions' counts into per-match counts."""
     batch = BatchTally()
-    for group in groups:
-        if group.kind is GroupKind.RECORD:
-            batch.input_rows += group.count
-            if group.offset is not None:
-                batch.undecodable.append(
-                    RecordPosition(str(group.topic), int(group.partition or 0),
-                                   group.offset)
-                )  # fmt: skip
-        elif group.match_id is None:
-            # Undecodable records have no match; they are counted above.
-            continue
-        elif group.kind is GroupKind.EMOJI and group.emoji is not None:
-            batch.matches[group.match_id].emojis[group.emoji] = group.count
-        elif group.kind is GroupKind.BUCKET and group.bucket_ms is not None:
-            batch.matches[group.match_id].buckets[group.bucket_ms] = group.count
+    for part in parts:
+        batch.input_rows += part.input_rows
+        batch.undecodable.extend(part.undecodable)
+        for (match_id, emoji), count in part.emojis.items():
+            emojis = batch.matches[match_id].emojis
+            emojis[emoji] = emojis.get(emoji, 0) + count
+        for (match_id, bucket_ms), count in part.buckets.items():
+            buckets = batch.matches[match_id].buckets
+            buckets[bucket_ms] = buckets.get(bucket_ms, 0) + count
     batch.undecodable.sort(key=lambda p: (p.topic, p.partition, p.offset))
     return batch
 

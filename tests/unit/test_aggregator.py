@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
-from aggregator.decoding import decode_values
+from aggregator.batches import count_partition
+from aggregator.decoding import Tap, TapDecoder
 from aggregator.swarms import (
-    Group,
-    GroupKind,
+    PartitionCounts,
     RecordPosition,
     Window,
+    merge,
     shown_count,
     swarm_records,
-    tally,
 )
 from emostream.v1 import internal_pb2
 
@@ -46,50 +45,83 @@ def _event(match_id: str, emoji: str, tapped_ms: int | None) -> bytes:
     return event.SerializeToString()
 
 
-def test_decoding_marks_bad_values_and_keeps_good_ones() -> None:
-    """Garbage, empty and null values come out not ok; events keep their fields."""
-    values = pa.array(
-        [
-            _event("m1", "❤️", 1_700_000_000_123),
-            b"\x0a\x02\xff\xfe",  # match_id with bad UTF-8
-            b"",  # decodes to an event without match or emoji
-            None,
-            _event("m2", "🔥", None),
-        ],
-        pa.binary(),
+def test_decoding_rejects_bad_values_and_keeps_good_ones() -> None:
+    """Garbage, empty and null values decode to None; events keep their fields."""
+    decoder = TapDecoder()
+    values = [
+        _event("m1", "❤️", 1_700_000_000_123),
+        b"\x0a\x02\xff\xfe",  # match_id with bad UTF-8
+        b"",  # decodes to an event without match or emoji
+        None,
+        bytearray(_event("m2", "🔥", None)),
+    ]
+
+    decoded = [decoder.decode(v) for v in values]
+
+    assert decoded == [
+        Tap("m1", "❤️", 1_700_000_000_123),
+        None,
+        None,
+        None,
+        Tap("m2", "🔥", None),
+    ]
+
+
+def test_decoding_falls_back_to_the_receive_time() -> None:
+    """A tap without a tap time is placed at the time ingest received it."""
+    event = internal_pb2.EmojiEvent(match_id="m", user_id="u", emoji_type="👏")
+    event.received_at.FromMilliseconds(1_700_000_000_456)
+
+    tap = TapDecoder().decode(event.SerializeToString())
+
+    assert tap == Tap("m", "👏", 1_700_000_000_456)
+
+
+def test_partition_count_groups_taps_and_keeps_bad_positions() -> None:
+    """One partition yields its emoji and 100 ms bucket counts and bad records."""
+    records = [
+        (_event("a", "❤️", 1_000_050), "t", 2, 10),
+        (_event("a", "❤️", 1_000_099), "t", 2, 11),
+        (b"\xff\xff", "t", 2, 12),
+        (_event("a", "🔥", 1_000_100), "t", 2, 13),
+        (_event("b", "❤️", None), "t", 2, 14),
+        (None, "t", 2, 15),
+    ]
+
+    (counts,) = count_partition(records)
+
+    assert counts == PartitionCounts(
+        input_rows=6,
+        emojis={("a", "❤️"): 2, ("a", "🔥"): 1, ("b", "❤️"): 1},
+        buckets={("a", 1_000_000): 2, ("a", 1_000_100): 1},
+        undecodable=[RecordPosition("t", 2, 12), RecordPosition("t", 2, 15)],
     )
 
-    decoded = decode_values(values).to_pylist()
 
-    assert [d["ok"] for d in decoded] == [True, False, False, False, True]
-    assert decoded[0] == {
-        "match_id": "m1",
-        "emoji": "❤️",
-        "tapped_ms": 1_700_000_000_123,
-        "ok": True,
-    }
-    assert decoded[1]["match_id"] is None
-    assert decoded[4]["tapped_ms"] is None
+def test_partition_count_of_no_records_is_empty() -> None:
+    """An empty partition still yields its (zero) counts."""
+    assert list(count_partition([])) == [PartitionCounts()]
 
 
 def test_fold_builds_one_sorted_swarm_per_match() -> None:
-    """Each match gets its own record; emojis by raw desc, taps by time."""
-    groups = [
-        Group(GroupKind.EMOJI, 20, match_id="a", emoji="🔥"),
-        Group(GroupKind.EMOJI, 3785, match_id="a", emoji="❤️"),
-        Group(GroupKind.EMOJI, 20, match_id="a", emoji="😂"),
-        Group(GroupKind.EMOJI, 1000, match_id="b", emoji="😭"),
-        Group(GroupKind.BUCKET, 5, match_id="a", bucket_ms=1_000_100),
-        Group(GroupKind.BUCKET, 3820, match_id="a", bucket_ms=1_000_000),
-        Group(GroupKind.BUCKET, 1000, match_id="b", bucket_ms=2_000_000),
-        Group(GroupKind.RECORD, 4825),
-        Group(GroupKind.RECORD, 1, topic="t", partition=3, offset=17),
-        # Undecodable records also form match-less emoji and bucket groups.
-        Group(GroupKind.EMOJI, 1),
-        Group(GroupKind.BUCKET, 1),
+    """Partitions add up; each match gets its own record; emojis by raw desc,
+    taps by time."""
+    parts = [
+        PartitionCounts(
+            input_rows=2825,
+            emojis={("a", "🔥"): 20, ("a", "❤️"): 2785, ("a", "😂"): 20},
+            buckets={("a", 1_000_000): 2820, ("a", 1_000_100): 5},
+        ),
+        PartitionCounts(
+            input_rows=2001,
+            emojis={("a", "❤️"): 1000, ("b", "😭"): 1000},
+            buckets={("a", 1_000_000): 1000, ("b", 2_000_000): 1000},
+            undecodable=[RecordPosition("t", 3, 17)],
+        ),
+        PartitionCounts(),
     ]
 
-    batch = tally(groups)
+    batch = merge(parts)
     records = swarm_records(
         batch, query_id="q", batch_id=7, window=Window(1000, 3000), factor=1000
     )
@@ -116,7 +148,7 @@ def test_fold_builds_one_sorted_swarm_per_match() -> None:
 
 def test_fold_of_an_empty_batch_produces_no_swarm() -> None:
     """A batch without taps yields nothing, not an empty swarm."""
-    batch = tally([])
+    batch = merge([])
 
     records = swarm_records(
         batch, query_id="q", batch_id=0, window=Window(0, 2000), factor=1000

@@ -14,7 +14,8 @@ from aggregator.batches import summarize  # noqa: E402
 from aggregator.swarms import RecordPosition, Window, swarm_records  # noqa: E402
 from emostream.v1 import internal_pb2  # noqa: E402
 
-SCHEMA = "value binary, topic string, partition int, offset long"
+# The Kafka source's columns that matter, with one it has that is not read.
+SCHEMA = "key binary, value binary, topic string, partition int, offset long"
 BASE_MS = 1_767_000_000_000
 
 
@@ -23,14 +24,13 @@ def spark() -> Iterator[pyspark_sql.SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
-        pyspark_sql.SparkSession.builder.master("local[1]")
+        pyspark_sql.SparkSession.builder.master("local[2]")
         .appName("aggregator-unit")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.default.parallelism", "1")
+        .config("spark.default.parallelism", "2")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -44,20 +44,25 @@ def _event(match_id: str, emoji: str, tapped_ms: int) -> bytes:
     return event.SerializeToString()
 
 
-def _records(values: list[bytes | None]) -> list[tuple[bytes | None, str, int, int]]:
-    return [(v, "emostream.emojis", i % 3, 100 + i) for i, v in enumerate(values)]
+def _records(
+    spark: pyspark_sql.SparkSession, values: list[bytes | None]
+) -> pyspark_sql.DataFrame:
+    """One Spark partition per Kafka partition, as the Kafka source reads them."""
+    rows = [(b"k", v, "emostream.emojis", i % 3, 100 + i) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, SCHEMA).repartition(3, "partition")
 
 
 def test_batch_counts_each_match_and_emoji_apart_and_skips_bad_records(
     spark: pyspark_sql.SparkSession,
 ) -> None:
-    """Matches never mix; undecodable records are counted with their position."""
+    """Partitions add up, matches never mix; undecodable records are counted
+    with their position."""
     values: list[bytes | None] = []
     values += [_event("m1", "❤️", BASE_MS + i % 150) for i in range(3785)]
     values += [_event("m1", "🔥", BASE_MS + 120) for _ in range(20)]
     values += [_event("m2", "😭", BASE_MS + 250) for _ in range(1000)]
     values += [b"\xff\xff not an event", None]
-    records = spark.createDataFrame(_records(values), SCHEMA)
+    records = _records(spark, values)
 
     batch = summarize(records)
     swarms = swarm_records(
@@ -106,7 +111,7 @@ def test_batch_of_only_undecodable_records_yields_no_swarm(
     spark: pyspark_sql.SparkSession,
 ) -> None:
     """Records that cannot be decoded are counted and produce nothing."""
-    records = spark.createDataFrame(_records([b"\x0a\x02\xff\xfe", b""]), SCHEMA)
+    records = _records(spark, [b"\x0a\x02\xff\xfe", b""])
 
     batch = summarize(records)
 
