@@ -33,7 +33,7 @@ fi
 if ! fresh kafka "$root/deploy/kafka/pom.xml"; then
   echo "bootstrap: kafka broker jars"
   rm -rf "$cache/kafka/libs"
-  (cd "$root/deploy/kafka" && mvn --batch-mode --quiet -Dstyle.color=never dependency:copy-dependencies \
+  (cd "$root/deploy/kafka" && mvn --batch-mode --quiet dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$cache/kafka/libs")
   stamp kafka
 fi
@@ -42,7 +42,7 @@ fi
 if ! fresh spark "$root/deploy/spark/pom.xml"; then
   echo "bootstrap: spark kafka connector jars"
   rm -rf "$cache/spark/jars"
-  (cd "$root/deploy/spark" && mvn --batch-mode --quiet -Dstyle.color=never dependency:copy-dependencies \
+  (cd "$root/deploy/spark" && mvn --batch-mode --quiet dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$cache/spark/jars" \
     -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2)
   stamp spark
