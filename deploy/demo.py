@@ -422,8 +422,9 @@ async def play_crowd(
         while not _caught_up(tallies, accepted_by_match):
             await asyncio.sleep(0.5)
             view.show(report, time.monotonic() - started, "settling")
-            if _delivered(tallies) != delivered:
-                delivered, last_news = _delivered(tallies), time.monotonic()
+            now_delivered = _delivered(tallies)
+            if now_delivered != delivered:
+                delivered, last_news = now_delivered, time.monotonic()
             elif time.monotonic() - last_news > options.settle_s:
                 break
         # One more trigger so that a late extra swarm would be seen too.

@@ -32,13 +32,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.layout import CACHE, EMOJI_TOPIC, ROOT, SWARM_TOPIC, MeshLayout
+from emostream.runtime.kafka_logs import LibrdkafkaLog
 
 log = logging.getLogger("deploy.mesh")
 
 PYTHON = sys.executable
 ENVOY = str(pathlib.Path(sys.executable).parent / "envoy")
 KAFKA_LIBS = CACHE / "kafka" / "libs"
-SPARK_JARS = CACHE / "spark" / "jars"
 KAFKA_LOG_CONFIG = ROOT / "deploy" / "kafka" / "log4j2.properties"
 
 
@@ -84,7 +84,11 @@ def grpc_serving(address: str, service: str = "") -> Callable[[], bool]:
 
 def kafka_answers(bootstrap: str) -> Callable[[], bool]:
     def probe() -> bool:
-        settings: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet}
+        # While Kafka boots, its connection-refused chatter goes to DEBUG.
+        settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "logger": LibrdkafkaLog("deploy.mesh.librdkafka"),
+        }
         admin = AdminClient(settings)
         try:
             metadata = admin.list_topics(timeout=1.0)
@@ -110,7 +114,7 @@ def envoy_ready(admin_port: int, clusters: list[str]) -> Callable[[], bool]:
                 text = reply.read().decode()
         except OSError:
             return False
-        return all(f"{c}::" in text and _has_healthy(text, c) for c in clusters)
+        return all(_has_healthy(text, c) for c in clusters)
 
     return probe
 
@@ -120,16 +124,6 @@ def _has_healthy(clusters_text: str, cluster: str) -> bool:
         line.startswith(f"{cluster}::") and line.endswith("::health_flags::healthy")
         for line in clusters_text.splitlines()
     )
-
-
-class _QuietLogger:
-    """Drops librdkafka's connection-refused chatter while Kafka boots."""
-
-    def log(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
-_quiet = _QuietLogger()
 
 
 # The mesh ----------------------------------------------------------------------

@@ -101,6 +101,22 @@ def _grpc_web_frame(message: bytes) -> bytes:
     return b"\x00" + struct.pack(">I", len(message)) + message
 
 
+def _grpc_web_send(
+    mesh: Mesh, request: emostream_pb2.SendEmojiRequest, *, origin: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """SendEmoji as a browser's gRPC-Web client sends it, through Envoy."""
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+    if origin is not None:
+        headers["origin"] = origin
+    return _request(
+        mesh,
+        "POST",
+        "/emostream.v1.EmojiIngest/SendEmoji",
+        _grpc_web_frame(request.SerializeToString()),
+        headers,
+    )
+
+
 def _grpc_web_frames(body: bytes) -> tuple[list[bytes], dict[str, str]]:
     """Splits a gRPC-Web response body into its messages and its trailers."""
     messages, trailers = [], {}
@@ -329,17 +345,7 @@ def test_grpc_web_send_emoji_succeeds(mesh: Mesh, match_id: str) -> None:
     )
     request.timestamp.GetCurrentTime()
 
-    status, headers, body = _request(
-        mesh,
-        "POST",
-        "/emostream.v1.EmojiIngest/SendEmoji",
-        _grpc_web_frame(request.SerializeToString()),
-        {
-            "content-type": "application/grpc-web+proto",
-            "x-grpc-web": "1",
-            "origin": ALLOWED_ORIGIN,
-        },
-    )
+    status, headers, body = _grpc_web_send(mesh, request, origin=ALLOWED_ORIGIN)
 
     assert status == 200, body
     assert headers["content-type"] == "application/grpc-web+proto"
@@ -359,13 +365,7 @@ def test_grpc_web_bad_input_gets_invalid_argument_in_trailers(
     )
     request.timestamp.GetCurrentTime()
 
-    status, headers, body = _request(
-        mesh,
-        "POST",
-        "/emostream.v1.EmojiIngest/SendEmoji",
-        _grpc_web_frame(request.SerializeToString()),
-        {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
-    )
+    status, headers, body = _grpc_web_send(mesh, request)
 
     assert status == 200, body
     assert headers["content-type"].startswith("application/grpc-web"), headers
