@@ -50,6 +50,9 @@ class AggregatorConfig:
     skip_lost_offsets: bool
     # How long a batch may wait for its swarms to be acknowledged, seconds.
     publish_timeout_s: float
+    # Runs of the batch transformation on made-up taps before the query
+    # starts, so that the JVM has compiled it; 0: none.
+    warm_up_rounds: int
 
     def __post_init__(self) -> None:
         if not self.kafka or ":" not in self.kafka:
@@ -66,6 +69,8 @@ class AggregatorConfig:
             raise ValueError("ui_port must be within 1024..65535")
         if self.publish_timeout_s <= 0:
             raise ValueError("publish_timeout_s must be positive")
+        if not 0 <= self.warm_up_rounds <= 1000:
+            raise ValueError("warm_up_rounds must be within 0..1000")
 
     @property
     def work_dir(self) -> pathlib.Path:
@@ -162,6 +167,13 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
         help="wait for swarm acks, seconds "
         "(EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S, 30)",
     )
+    add(
+        "--warm-up-rounds",
+        type=int,
+        default=int(_env("EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS", "20")),
+        help="transformation runs on made-up taps before the query starts "
+        "(EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS, 20)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -179,6 +191,7 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
             driver_memory=args.driver_memory,
             skip_lost_offsets=args.skip_lost_offsets,
             publish_timeout_s=args.publish_timeout_s,
+            warm_up_rounds=args.warm_up_rounds,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -34,7 +34,12 @@ from pyspark.sql.streaming.listener import (
     QueryTerminatedEvent,
 )
 
-from aggregator.batches import RECORD_COLUMNS, summarize
+from aggregator.batches import (
+    RECORD_COLUMNS,
+    register_tap_decoder,
+    summarize,
+    warm_up,
+)
 from aggregator.config import LOCAL_MASTER, AggregatorConfig, parse_config
 from aggregator.sink import SwarmProducer
 from aggregator.swarms import Window, swarm_records
@@ -46,6 +51,12 @@ log = logging.getLogger("aggregator")
 UNDECODABLE_LOGGED_PER_BATCH = 20
 QUERY_NAME = "emostream-aggregator"
 READY_TIMEOUT_S = 120.0
+# A batch's reader ends each partition with a fetch at the log's end, which
+# the broker holds up to this long when no new tap arrives: Kafka's 500 ms
+# default made the last batch of a burst take 6 x 0.5 s (one per partition).
+FETCH_MAX_WAIT_MS = 10
+# Built by deploy/bootstrap.sh from aggregator/jvm into the jars folder.
+DECODER_JAR = "emostream-aggregator.jar"
 
 
 def _launched_by_spark_submit() -> bool:
@@ -65,8 +76,10 @@ def build_session(config: AggregatorConfig) -> SparkSession:
         # These only take effect when this process starts the JVM; under
         # spark-submit they belong on its command line.
         jars = sorted(str(p) for p in config.jars_dir.glob("*.jar"))
-        if not jars:
-            raise SystemExit(f"no connector jars in {config.jars_dir}")
+        if not (config.jars_dir / DECODER_JAR).exists():
+            raise SystemExit(
+                f"{DECODER_JAR} is not in {config.jars_dir}: run deploy/bootstrap.sh"
+            )
         builder = (
             builder.master(config.master or LOCAL_MASTER)
             .config("spark.jars", ",".join(jars))
@@ -82,6 +95,13 @@ def build_session(config: AggregatorConfig) -> SparkSession:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
+    try:
+        register_tap_decoder(spark)
+    except Exception as exc:  # py4j wraps the JVM's ClassNotFoundException
+        raise SystemExit(
+            f"cannot load the tap decoder ({_first_line(exc)}): "
+            f"{DECODER_JAR} and protobuf-java must be on --jars"
+        ) from exc
     return spark
 
 
@@ -109,6 +129,7 @@ class SwarmBatchWriter:
         query_id = str(self._query_id)
 
         batch = summarize(records)
+        counted = time.monotonic()
         self._log_undecodable(batch_id, batch.undecodable)
         swarms = swarm_records(
             batch,
@@ -121,12 +142,14 @@ class SwarmBatchWriter:
 
         log.info(
             "batch.completed batch=%d rows=%d undecodable=%d matches=%d "
-            "swarms=%d duration_ms=%d",
+            "swarms=%d count_ms=%d publish_ms=%d duration_ms=%d",
             batch_id,
             batch.input_rows,
             len(batch.undecodable),
             len(batch.matches),
             len(swarms),
+            (counted - started) * 1000,
+            (time.monotonic() - counted) * 1000,
             (time.monotonic() - started) * 1000,
         )
         self._last_batch_id = batch_id
@@ -200,6 +223,7 @@ def start_query(
         .option("kafka.bootstrap.servers", config.kafka)
         .option("subscribe", config.source_topic)
         .option("startingOffsets", "latest")
+        .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
         .option("failOnDataLoss", "false" if config.skip_lost_offsets else "true")
         .load()
         .select(*RECORD_COLUMNS)
@@ -254,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     spark = build_session(config)
+    warm_up_started = time.monotonic()
+    warm_up(spark, rounds=config.warm_up_rounds)
+    log.info(
+        "warm_up.completed rounds=%d duration_ms=%d",
+        config.warm_up_rounds,
+        (time.monotonic() - warm_up_started) * 1000,
+    )
     producer = SwarmProducer(
         config.kafka, config.swarm_topic, timeout_s=config.publish_timeout_s
     )

@@ -1,7 +1,7 @@
 """The reduction rule, and the fold of one batch's counts into SwarmRecords.
 
-Pure Python: Spark counts each partition of a batch (see ``batches``), this
-module adds the partitions up and decides what a swarm says.
+Pure Python: Spark groups each batch's taps (see ``batches``), this module
+adds the groups up and decides what a swarm says.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from emostream.v1 import emostream_pb2, internal_pb2
 
@@ -48,30 +49,33 @@ class BatchTally:
     )
 
 
-@dataclass
-class PartitionCounts:
-    """One Kafka partition's share of a batch, counted where it was read."""
+class TapGroup(NamedTuple):
+    """One row of a batch as Spark counted it (see ``batches.tap_groups``):
+    either taps of one match, emoji and tap bucket, or one undecodable record."""
 
-    input_rows: int = 0
-    # (match_id, emoji) -> taps
-    emojis: dict[tuple[str, str], int] = field(default_factory=dict)
-    # (match_id, bucket start in ms) -> taps
-    buckets: dict[tuple[str, int], int] = field(default_factory=dict)
-    undecodable: list[RecordPosition] = field(default_factory=list)
+    match_id: str | None
+    emoji: str | None
+    # None for taps without a time, and on an undecodable record's row.
+    bucket_ms: int | None
+    undecodable: RecordPosition | None
+    taps: int
 
 
-def merge(parts: Iterable[PartitionCounts]) -> BatchTally:
-    """Adds up the partitions' counts into per-match counts."""
+def fold(groups: Iterable[TapGroup]) -> BatchTally:
+    """Adds up a batch's groups into per-match emoji and tap-bucket counts."""
     batch = BatchTally()
-    for part in parts:
-        batch.input_rows += part.input_rows
-        batch.undecodable.extend(part.undecodable)
-        for (match_id, emoji), count in part.emojis.items():
-            emojis = batch.matches[match_id].emojis
-            emojis[emoji] = emojis.get(emoji, 0) + count
-        for (match_id, bucket_ms), count in part.buckets.items():
-            buckets = batch.matches[match_id].buckets
-            buckets[bucket_ms] = buckets.get(bucket_ms, 0) + count
+    for group in groups:
+        batch.input_rows += group.taps
+        if group.undecodable is not None:
+            batch.undecodable.append(group.undecodable)
+            continue
+        if group.match_id is None or group.emoji is None:
+            continue
+        match = batch.matches[group.match_id]
+        match.emojis[group.emoji] = match.emojis.get(group.emoji, 0) + group.taps
+        if group.bucket_ms is not None:
+            buckets = match.buckets
+            buckets[group.bucket_ms] = buckets.get(group.bucket_ms, 0) + group.taps
     batch.undecodable.sort(key=lambda p: (p.topic, p.partition, p.offset))
     return batch
 

@@ -407,8 +407,10 @@ def aggregator(s: Settings) -> Section:
         "The lines are bench.aggregator_batches' own: Kafka and the aggregator "
         "alone, taps produced straight into the source topic at a steady rate; "
         "trigger_ms is Spark's time for the whole micro-batch, batch_ms the "
-        "foreachBatch part (read, decode, aggregate, publish). The first batches "
-        "warm up the JVM and Python workers and are left out.",
+        "foreachBatch part (read, decode, aggregate, publish). The aggregator "
+        "runs its transformation 20 times on made-up taps before the query "
+        "starts (--warm-up-rounds); the first 3 batches, whose Kafka reads "
+        "are still cold, are left out.",
     ]
     if code != 0:
         section.notes.append(f"bench.aggregator_batches exited with status {code}.")

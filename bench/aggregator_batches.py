@@ -7,8 +7,8 @@ temporary run folder), produces pre-serialized EmojiEvents straight to the
 source topic at a steady rate over a few matches and emojis for a bounded
 time, then reads the aggregator's log: Spark's time per batch (trigger_ms,
 from the query progress) and the foreachBatch part of it (batch_ms: read from
-Kafka, decode, aggregate, publish). The first batches warm up the JVM and the
-Python workers and are left out of the figures.
+Kafka, decode, aggregate, publish). The first batches still warm up the
+JVM's Kafka reader and are left out of the figures.
 """
 
 from __future__ import annotations

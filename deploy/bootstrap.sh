@@ -38,14 +38,32 @@ if ! fresh kafka "$root/deploy/kafka/pom.xml"; then
   stamp kafka
 fi
 
-# 3. Spark's Kafka source for the pinned pyspark; the wheel has the rest.
+# 3. Spark's Kafka source for the pinned pyspark, and protobuf-java; the
+#    wheel has the rest.
 if ! fresh spark "$root/deploy/spark/pom.xml"; then
   echo "bootstrap: spark kafka connector jars"
   rm -rf "$cache/spark/jars"
   (cd "$root/deploy/spark" && mvn --batch-mode --quiet dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$cache/spark/jars" \
-    -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2)
+    -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2,protobuf-java)
   stamp spark
+fi
+
+# 3b. The aggregator's tap decoder: aggregator/jvm compiled against the wheel's
+#     Spark and protobuf-java, with the descriptor set it reads packed in.
+decoder_src="$root/aggregator/jvm/emostream/aggregator/TapDecoder.java"
+descriptors="$root/deploy/envoy/emostream.pb"
+if ! fresh decoder "$decoder_src" "$descriptors" "$cache/stamps/spark" "$cache/stamps/python"; then
+  echo "bootstrap: aggregator tap decoder jar"
+  command -v javac >/dev/null || { echo "bootstrap: javac (JDK 17+) not found" >&2; exit 1; }
+  spark_jars=$("$venv/bin/python" -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "jars")')
+  build="$cache/decoder"
+  rm -rf "$build" && mkdir -p "$build/classes"
+  javac --release 17 -nowarn -d "$build/classes" \
+    -cp "$spark_jars/*:$cache/spark/jars/*" "$decoder_src"
+  cp "$descriptors" "$build/classes/emostream.pb"
+  jar --create --file "$cache/spark/jars/emostream-aggregator.jar" -C "$build/classes" .
+  stamp decoder
 fi
 
 # 4. ghz and grpcurl, from the Go module proxy.

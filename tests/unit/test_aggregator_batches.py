@@ -1,4 +1,5 @@
-"""The per-batch transformation in a local SparkSession, on static DataFrames."""
+"""The per-batch transformation in a local SparkSession, on static DataFrames,
+with the tap decoder jar that deploy/bootstrap.sh builds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 pyspark_sql = pytest.importorskip("pyspark.sql")
 
-from aggregator.batches import summarize  # noqa: E402
+from aggregator.batches import TAP_FUNCTION, register_tap_decoder, summarize  # noqa: E402
+from aggregator.config import DEFAULT_JARS_DIR  # noqa: E402
 from aggregator.swarms import RecordPosition, Window, swarm_records  # noqa: E402
 from emostream.v1 import internal_pb2  # noqa: E402
 
@@ -23,9 +25,12 @@ BASE_MS = 1_767_000_000_000
 def spark() -> Iterator[pyspark_sql.SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    jars = sorted(str(p) for p in DEFAULT_JARS_DIR.glob("*.jar"))
+    assert jars, f"no jars in {DEFAULT_JARS_DIR}: run deploy/bootstrap.sh"
     session = (
         pyspark_sql.SparkSession.builder.master("local[2]")
         .appName("aggregator-unit")
+        .config("spark.jars", ",".join(jars))
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
@@ -34,14 +39,87 @@ def spark() -> Iterator[pyspark_sql.SparkSession]:
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    register_tap_decoder(session)
     yield session
     session.stop()
 
 
-def _event(match_id: str, emoji: str, tapped_ms: int) -> bytes:
+def _event(
+    match_id: str,
+    emoji: str,
+    tapped_ms: int | None,
+    *,
+    received_ms: int | None = None,
+) -> bytes:
     event = internal_pb2.EmojiEvent(match_id=match_id, user_id="u", emoji_type=emoji)
-    event.tapped_at.FromMilliseconds(tapped_ms)
+    if tapped_ms is not None:
+        event.tapped_at.FromMilliseconds(tapped_ms)
+    if received_ms is not None:
+        event.received_at.FromMilliseconds(received_ms)
     return event.SerializeToString()
+
+
+def _decode(
+    spark: pyspark_sql.SparkSession, values: list[bytes | None]
+) -> list[tuple[str, str, int | None] | None]:
+    frame = spark.createDataFrame([(v,) for v in values], "value binary")
+    rows = frame.select(
+        pyspark_sql.functions.call_function(TAP_FUNCTION, "value").alias("tap")
+    ).collect()
+    return [tuple(row.tap) if row.tap is not None else None for row in rows]
+
+
+def test_decoder_reads_taps_and_rejects_what_is_not_one(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """Events decode to (match, emoji, tap ms); garbage, truncated, empty, null
+    and bad-UTF-8 values decode to null."""
+    good = _event("m1", "❤️", 1_700_000_000_123)
+    values = [
+        good,
+        good[:-3],  # truncated inside tapped_at
+        b"\xff\xff not an event",
+        b"\x0a\x02\xff\xfe",  # match_id with bad UTF-8
+        b"",  # parses, but has no match or emoji
+        None,
+        _event("m1", "", 1_700_000_000_000),  # no emoji
+    ]
+
+    assert _decode(spark, values) == [
+        ("m1", "❤️", 1_700_000_000_123),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+def test_decoder_takes_the_tap_time_then_the_receive_time(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """tapped_at wins; without it, received_at; without both, no time."""
+    values = [
+        _event("m", "👏", 1_000_111, received_ms=1_000_999),
+        _event("m", "👏", None, received_ms=1_000_456),
+        _event("m", "👏", None),
+    ]
+
+    assert _decode(spark, values) == [
+        ("m", "👏", 1_000_111),
+        ("m", "👏", 1_000_456),
+        ("m", "👏", None),
+    ]
+
+
+def test_decoder_skips_fields_it_does_not_know(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """A field added to EmojiEvent later (here number 15) does not stop decoding."""
+    newer = _event("m", "🔥", 1_000_000) + b"\x78\x01" + b"\x7a\x03abc"
+
+    assert _decode(spark, [newer]) == [("m", "🔥", 1_000_000)]
 
 
 def _records(

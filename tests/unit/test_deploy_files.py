@@ -11,6 +11,7 @@ import pathlib
 import re
 import shlex
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -216,6 +217,44 @@ def test_compose_aggregator_is_spark_submit_with_a_master(
     assert "--master" in command
     (script,) = [a for a in command if a.endswith(".py")]
     assert (ROOT / pathlib.PurePosixPath(script).relative_to("/app")).exists()
+
+
+def _pom_coordinates() -> set[str]:
+    """group:artifact:version of each dependency in deploy/spark/pom.xml."""
+    pom = ElementTree.parse(ROOT / "deploy" / "spark" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    properties = {
+        e.tag.split("}")[1]: e.text for e in pom.iterfind("m:properties/*", ns)
+    }
+    found = set()
+    for dep in pom.findall("m:dependencies/m:dependency", ns):
+        group, artifact, version = (
+            dep.findtext(f"m:{k}", namespaces=ns)
+            for k in ("groupId", "artifactId", "version")
+        )
+        version = re.sub(r"\$\{(.+?)\}", lambda m: str(properties[m[1]]), str(version))
+        found.add(f"{group}:{artifact}:{version}")
+    return found
+
+
+@pytest.mark.parametrize("where", ["compose", "k8s"])
+def test_aggregator_submit_carries_the_local_jars(
+    compose: dict[str, Any], k8s: list[dict[str, Any]], where: str
+) -> None:
+    """spark-submit gets the same Kafka connector and protobuf-java as the
+    bootstrap, and the tap decoder jar the image copies in."""
+    if where == "compose":
+        command = _argv(compose["services"]["aggregator"]["command"])
+    else:
+        command = _k8s_command(_k8s_workloads(k8s)["aggregator"])
+
+    packages = command[command.index("--packages") + 1].split(",")
+    jars = command[command.index("--jars") + 1].split(",")
+
+    assert set(packages) == _pom_coordinates()
+    assert jars == ["/app/jars/emostream-aggregator.jar"]
+    dockerfile = compose["x-app"]["build"]["dockerfile_inline"]
+    assert "COPY .cache/spark/jars/emostream-aggregator.jar jars/" in dockerfile
 
 
 def test_compose_upstreams_name_services_on_their_ports(
