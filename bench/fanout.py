@@ -37,12 +37,16 @@ from multiprocessing.connection import Connection
 import grpc
 from confluent_kafka import Producer
 
+from deploy.envoy_config import SUBSCRIBER_STREAMS_PER_CONNECTION
 from deploy.layout import SWARM_TOPIC, MeshLayout
 from deploy.mesh import Mesh
 from emostream.v1 import emostream_pb2, internal_pb2
 
 CLIENT_PROCESSES = 2
-STREAMS_PER_CHANNEL = 500
+# As many streams share one connection as Envoy puts on one upstream
+# connection to a node, so each client process holds one connection per node
+# up to 5,000 streams, the way a node sees viewers that come through Envoy.
+STREAMS_PER_CHANNEL = SUBSCRIBER_STREAMS_PER_CONNECTION
 OPEN_TIMEOUT_S = 120.0
 BROADCAST_TIMEOUT_S = 60.0
 GC_THRESHOLDS = (50_000, 20, 100)
