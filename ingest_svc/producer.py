@@ -21,6 +21,11 @@ polls all the time: it serves reports however busy the event loop is, poll()
 waits without holding the GIL, and the blocking metadata probe runs there
 without touching the event loop. Callbacks therefore run on that thread and
 only touch counters, metrics and single attributes.
+
+Only failed deliveries are reported (``delivery.report.only.error``): a
+report per delivered tap cost a Python call each, a third of the process's
+CPU under batched load. The poller counts deliveries instead, as records
+produced minus records still queued minus records failed.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class TapProducer:
         self._last_failure_report = 0.0
         self._failures: Counter[str] = Counter()
         self._failures_lock = threading.Lock()
+        # Written by the event loop, read by the poller; plain ints.
+        self._produced = 0
+        self._failed = 0
+        self._delivered = 0
         self._producer = Producer(self.settings())
         self._poller = threading.Thread(
             target=self._poll_routine, name="kafka-poller", daemon=True
@@ -85,6 +94,7 @@ class TapProducer:
             "queue.buffering.max.kbytes": c.queue_max_kbytes,
             # Reconnect within a second of the broker's return.
             "reconnect.backoff.max.ms": 1_000,
+            "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
             "logger": LibrdkafkaLog("ingest_svc.librdkafka"),
@@ -152,6 +162,7 @@ class TapProducer:
         """Queues one record; returns once librdkafka holds it."""
         try:
             self._producer.produce(self._config.topic, value=value, key=key)
+            self._produced += 1
         except BufferError as exc:
             raise QueueFull("ingest queue is full; retry later") from exc
         except KafkaException as exc:
@@ -166,6 +177,7 @@ class TapProducer:
         while not self._stopping.is_set():
             self._producer.poll(_POLL_S)
             now = time.monotonic()
+            self._count_deliveries(now)
 
             # Records waiting with no delivery for stall_s: the broker may
             # hang without closing the connection.
@@ -213,6 +225,19 @@ class TapProducer:
                 self._undelivered(),
             )
 
+    def _count_deliveries(self, now: float) -> None:
+        """Adds the records delivered since the last call; each one is progress."""
+        # Read produced before the queue: a record produced in between then
+        # only makes this count low for one round, never high.
+        produced = self._produced
+        delivered = produced - len(self._producer) - self._failed
+        if delivered > self._delivered:
+            metrics.DELIVERED.inc(delivered - self._delivered)
+            self._delivered = delivered
+            self._last_progress = now
+            if not self._broker_up:
+                self._set_broker_up(True, reason="delivery")
+
     def _undelivered(self) -> int:
         """Records not yet acknowledged, once pending callbacks are served.
 
@@ -226,12 +251,8 @@ class TapProducer:
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            metrics.DELIVERED.inc()
-            self._last_progress = time.monotonic()
-            if not self._broker_up:
-                self._set_broker_up(True, reason="delivery")
-            return
-
+            return  # not reported with delivery.report.only.error
+        self._failed += 1
         metrics.DELIVERY_FAILED.inc()
         with self._failures_lock:
             self._failures[error.name()] += 1

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ingest_svc import metrics
 from ingest_svc.config import IngestConfig
 from ingest_svc.errors import BrokerUnavailable, QueueFull
 from ingest_svc.producer import TapProducer
@@ -43,6 +44,40 @@ def test_settings_make_accepted_taps_durable(producer: TapProducer) -> None:
     assert settings["compression.type"] in ("lz4", "zstd")
     assert settings["message.timeout.ms"] >= 60_000
     assert "logger" in settings
+
+
+class _Queue:
+    """Stands in for librdkafka's queue length."""
+
+    def __init__(self) -> None:
+        self.length = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def test_deliveries_are_counted_without_a_report_per_record(
+    producer: TapProducer,
+) -> None:
+    """Only failures call back; records that left the queue without failing
+    count as delivered, and a delivery marks a down broker up again."""
+    assert producer.settings()["delivery.report.only.error"] is True
+    queue, real = _Queue(), producer._producer
+    producer._producer = queue  # type: ignore[assignment]
+    producer._broker_up = False
+    delivered = metrics.DELIVERED._value.get()
+    try:
+        producer._produced, queue.length, producer._failed = 10, 10, 0
+        producer._count_deliveries(1.0)
+        assert metrics.DELIVERED._value.get() == delivered
+        assert not producer.is_available()
+
+        producer._produced, queue.length, producer._failed = 12, 3, 2
+        producer._count_deliveries(2.0)
+        assert metrics.DELIVERED._value.get() == delivered + 7
+        assert producer.is_available()
+    finally:
+        producer._producer = real
 
 
 def test_calls_are_refused_while_the_broker_is_unreachable(
