@@ -272,6 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("shutdown.requested signal=%s", signal.Signals(signum).name)
+        # The JVM goes down with the process group; py4j's complaints about
+        # its closed socket are expected from here on. (py4j logs some of
+        # them on the root logger, which nothing here logs to.)
+        logging.getLogger("py4j").setLevel(logging.CRITICAL)
+        logging.getLogger().addFilter(lambda _record: False)
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -291,10 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = SwarmBatchWriter(config, producer)
     spark.streams.addListener(BatchProgressLog(config.trigger_s))
     query = start_query(spark, config, writer)
-    writer.query_started(str(query.id))
+    # Kept on this side: once the JVM is gone, asking the query fails.
+    query_id = str(query.id)
+    writer.query_started(query_id)
     log.info(
         "query.started query_id=%s run_id=%s checkpoint=%s",
-        query.id,
+        query_id,
         query.runId,
         config.checkpoint,
     )
@@ -302,26 +309,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         wait_until_running(query, READY_TIMEOUT_S)
         if config.ready_file is not None and query.isActive:
-            _write_atomically(config.ready_file, f"{query.id}\n")
+            _write_atomically(config.ready_file, f"{query_id}\n")
         while not stopping.is_set():
             if query.awaitTermination(1):
-                log.error("query.stopped query_id=%s unexpectedly", query.id)
+                log.error("query.stopped query_id=%s unexpectedly", query_id)
                 return 1
     except StreamingQueryException as exc:
-        log.error("query.failed query_id=%s error=%s", query.id, _first_line(exc))
+        log.error("query.failed query_id=%s error=%s", query_id, _first_line(exc))
         return 1
     except (Py4JError, ConnectionError) as exc:
         # A signal to the whole process group stops the JVM too, often first.
         if stopping.is_set():
-            log.info("shutdown.jvm_gone query_id=%s", query.id)
+            log.info("shutdown.jvm_gone query_id=%s", query_id)
             return 0
-        log.error("query.lost_jvm query_id=%s error=%s", query.id, _first_line(exc))
+        log.error("query.lost_jvm query_id=%s error=%s", query_id, _first_line(exc))
         return 1
     finally:
         _shut_down(query, spark, producer)
         if config.ready_file is not None:
             config.ready_file.unlink(missing_ok=True)
-    log.info("shutdown.complete query_id=%s", query.id)
+    log.info("shutdown.complete query_id=%s", query_id)
     return 0
 
 

@@ -77,6 +77,12 @@ def _timestamp(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
 
 
+def default_address() -> str:
+    """Envoy of a local mesh started with the same EMOSTREAM_PORT_BASE."""
+    base = os.environ.get("EMOSTREAM_PORT_BASE", "").strip()
+    return f"127.0.0.1:{base}" if base.isdigit() else DEFAULT_ADDRESS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emostream",
@@ -84,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--address",
-        default=DEFAULT_ADDRESS,
-        help=f"host:port of EmoStream's gRPC listener (default {DEFAULT_ADDRESS})",
+        default=default_address(),
+        help="host:port of EmoStream's gRPC listener (default 127.0.0.1 at "
+        f"port EMOSTREAM_PORT_BASE when set, else {DEFAULT_ADDRESS})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

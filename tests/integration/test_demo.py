@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import pathlib
 
 import pytest
 
 from deploy.demo import DemoOptions, play_crowd
 from deploy.mesh import Mesh
+from tests.recordings import DATA_DIR
 
 from .conftest import ROLES
-
-DATA_DIR = pathlib.Path(
-    os.environ.get(
-        "EMOSTREAM_DATA_DIR",
-        pathlib.Path(__file__).resolve().parents[3] / "shared/data",
-    )
-)
 
 pytestmark = pytest.mark.skipif(
     not {"aggregator", "fanout"} <= set(ROLES),

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from emostream.cli import main, render_swarm
+from emostream.cli import build_parser, main, render_swarm
 from emostream.v1 import emostream_pb2, emostream_pb2_grpc
 
 
@@ -238,3 +238,12 @@ def test_crowd_sends_a_short_synthetic_crowd(
     fields = dict(part.split("=") for part in summary.split()[1:])
     assert int(fields["sent"]) > 0
     assert fields["accepted"] == fields["sent"]
+
+
+def test_address_follows_the_port_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With EMOSTREAM_PORT_BASE set, the CLI talks to that local mesh's Envoy."""
+    monkeypatch.setenv("EMOSTREAM_PORT_BASE", "36080")
+    assert build_parser().parse_args(["watch", "m1"]).address == "127.0.0.1:36080"
+
+    monkeypatch.delenv("EMOSTREAM_PORT_BASE")
+    assert build_parser().parse_args(["watch", "m1"]).address == "127.0.0.1:8080"

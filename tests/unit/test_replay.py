@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
@@ -15,13 +14,8 @@ from emostream.replay import (
     read_reactions,
     schedule,
 )
+from tests.recordings import DATA_DIR
 
-DATA_DIR = pathlib.Path(
-    os.environ.get(
-        "EMOSTREAM_DATA_DIR",
-        pathlib.Path(__file__).resolve().parents[3] / "shared/data",
-    )
-)
 REAL_FILE = DATA_DIR / "tweets_jiocinema_ipl2023_m1_gt_v_csk_emoji.csv"
 
 SYNTHETIC = """ts,user,msg,emoji,kind

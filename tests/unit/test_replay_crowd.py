@@ -17,8 +17,7 @@ from emostream.crowd import (
     crowd,
     synthetic_events,
 )
-
-CRICSHEET_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared/data/cricsheet"
+from tests.recordings import CRICSHEET_DIR
 
 QUIET = CrowdShape(viewers=50, base_rate_per_s=5.0, burst_taps=300, burst_s=2.0)
 
