@@ -3,10 +3,11 @@
 Every row stays in the JVM. ``TapDecoder`` (aggregator/jvm, built by
 deploy/bootstrap.sh into the connector jars folder) reads each record value
 with the project's descriptor set, and Spark counts the taps per match, emoji
-and 100 ms tap bucket, giving each undecodable record a row of its own with
-its position. One task reads all of the batch's Kafka partitions and counts
-them, so a batch is one Spark job with no shuffle. Only the counted groups (a
-few thousand at most) reach the driver, where ``swarms.fold`` adds them up.
+and 100 ms tap bucket; undecodable records are counted per Kafka partition
+with their offsets. One task reads all of the batch's Kafka partitions and
+counts them, so a batch is one Spark job with no shuffle. Only the counted
+groups (a few thousand at most) reach the driver, where ``swarms.fold`` adds
+them up.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pyspark.sql import functions as F
 from aggregator.swarms import (
     TAP_BUCKET_MS,
     BatchTally,
-    RecordPosition,
     TapGroup,
+    UndecodableRun,
     fold,
 )
 from emostream.v1 import internal_pb2
@@ -30,6 +31,8 @@ TAP_FUNCTION = "emostream_tap"
 TAP_DECODER_CLASS = "emostream.aggregator.TapDecoder"
 # TapDecoder.RETURN_TYPE; the whole struct is null for a value that is not a tap.
 TAP_TYPE = "struct<match_id:string,emoji:string,tapped_ms:bigint>"
+# Offsets of undecodable records kept per partition and batch, for the log.
+POSITIONS_KEPT = 20
 
 
 def register_tap_decoder(spark: SparkSession) -> None:
@@ -38,11 +41,13 @@ def register_tap_decoder(spark: SparkSession) -> None:
 
 
 def tap_groups(records: DataFrame) -> DataFrame:
-    """Taps per (match_id, emoji, bucket_ms), plus one row per undecodable record.
+    """Taps per (match_id, emoji, bucket_ms); undecodable records per partition.
 
     ``bucket_ms`` starts the tap's 100 ms bucket (null for a tap without a
-    time); ``undecodable`` is a bad record's (topic, partition, offset), set
-    only on its own row, whose other keys are null. ``taps`` counts rows.
+    time). Undecodable records get rows of their own, keyed by ``bad_topic``
+    and ``bad_partition`` (null on tap rows), with their count, lowest and
+    highest offset and the lowest ``POSITIONS_KEPT`` offsets. ``taps``
+    counts rows either way.
     """
     # A single partition already meets the grouping's distribution, so Spark
     # plans no exchange: one task, one stage. Measured here, that beats a
@@ -52,15 +57,23 @@ def tap_groups(records: DataFrame) -> DataFrame:
         tap.alias("tap"), "topic", "partition", "offset"
     )
     tapped_ms = F.col("tap.tapped_ms")
-    undecodable = F.when(
-        F.col("tap").isNull(), F.struct("topic", "partition", "offset")
-    )
+    bad = F.col("tap").isNull()
+    bad_offset = F.when(bad, F.col("offset"))
     return decoded.groupBy(
         F.col("tap.match_id").alias("match_id"),
         F.col("tap.emoji").alias("emoji"),
-        (tapped_ms - tapped_ms % TAP_BUCKET_MS).alias("bucket_ms"),
-        undecodable.alias("undecodable"),
-    ).agg(F.count(F.lit(1)).alias("taps"))
+        # pmod: floor, so that a tap before 1970 still starts its bucket.
+        (tapped_ms - F.pmod(tapped_ms, F.lit(TAP_BUCKET_MS))).alias("bucket_ms"),
+        F.when(bad, F.col("topic")).alias("bad_topic"),
+        F.when(bad, F.col("partition")).alias("bad_partition"),
+    ).agg(
+        F.count(F.lit(1)).alias("taps"),
+        F.min(bad_offset).alias("first_offset"),
+        F.max(bad_offset).alias("last_offset"),
+        F.slice(F.sort_array(F.collect_list(bad_offset)), 1, POSITIONS_KEPT).alias(
+            "offsets"
+        ),
+    )
 
 
 def summarize(records: DataFrame) -> BatchTally:
@@ -70,7 +83,16 @@ def summarize(records: DataFrame) -> BatchTally:
             match_id=row.match_id,
             emoji=row.emoji,
             bucket_ms=row.bucket_ms,
-            undecodable=RecordPosition(*row.undecodable) if row.undecodable else None,
+            undecodable=None
+            if row.bad_topic is None
+            else UndecodableRun(
+                topic=row.bad_topic,
+                partition=row.bad_partition,
+                count=row.taps,
+                first_offset=row.first_offset,
+                last_offset=row.last_offset,
+                offsets=tuple(row.offsets),
+            ),
             taps=row.taps,
         )
         for row in tap_groups(records).collect()

@@ -48,7 +48,8 @@ class AggregatorConfig:
     # False: checkpoint offsets gone from Kafka fail the query (default).
     # True: Spark skips to the earliest offset left and logs each lost range.
     skip_lost_offsets: bool
-    # How long a batch may wait for its swarms to be acknowledged, seconds.
+    # How long a batch may wait for its swarms to be acknowledged before the
+    # query fails, seconds; 0 (the default) waits as long as Kafka is away.
     publish_timeout_s: float
     # Runs of the batch transformation on made-up taps before the query
     # starts, so that the JVM has compiled it; 0: none.
@@ -67,8 +68,8 @@ class AggregatorConfig:
             raise ValueError("factor must be at least 1")
         if not 1024 <= self.ui_port <= 65_535:
             raise ValueError("ui_port must be within 1024..65535")
-        if self.publish_timeout_s <= 0:
-            raise ValueError("publish_timeout_s must be positive")
+        if self.publish_timeout_s < 0:
+            raise ValueError("publish_timeout_s must not be negative")
         if not 0 <= self.warm_up_rounds <= 1000:
             raise ValueError("warm_up_rounds must be within 0..1000")
 
@@ -163,9 +164,9 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
     add(
         "--publish-timeout-s",
         type=float,
-        default=float(_env("EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S", "30")),
-        help="wait for swarm acks, seconds "
-        "(EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S, 30)",
+        default=float(_env("EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S", "0")),
+        help="wait for swarm acks before failing, seconds; 0: as long as Kafka "
+        "is away (EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S, 0)",
     )
     add(
         "--warm-up-rounds",

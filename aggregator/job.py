@@ -42,7 +42,7 @@ from aggregator.batches import (
 )
 from aggregator.config import LOCAL_MASTER, AggregatorConfig, parse_config
 from aggregator.sink import SwarmProducer
-from aggregator.swarms import Window, swarm_records
+from aggregator.swarms import UndecodableRun, Window, swarm_records
 from emostream.runtime import configure_logging
 
 log = logging.getLogger("aggregator")
@@ -145,7 +145,7 @@ class SwarmBatchWriter:
             "swarms=%d count_ms=%d publish_ms=%d duration_ms=%d",
             batch_id,
             batch.input_rows,
-            len(batch.undecodable),
+            sum(run.count for run in batch.undecodable),
             len(batch.matches),
             len(swarms),
             (counted - started) * 1000,
@@ -162,21 +162,30 @@ class SwarmBatchWriter:
             return Window(self._last_window_end_ms, now_ms)
         return Window(now_ms - int(self._config.trigger_s * 1000), now_ms)
 
-    def _log_undecodable(self, batch_id: int, positions: Sequence[object]) -> None:
-        for position in positions[:UNDECODABLE_LOGGED_PER_BATCH]:
+    def _log_undecodable(self, batch_id: int, runs: Sequence[UndecodableRun]) -> None:
+        # Per partition: how many, the offset range, then the first offsets
+        # one by one (at most UNDECODABLE_LOGGED_PER_BATCH in the batch).
+        left = UNDECODABLE_LOGGED_PER_BATCH
+        for run in runs:
             log.warning(
-                "record.undecodable batch=%d topic=%s partition=%d offset=%d",
+                "record.undecodable.partition batch=%d topic=%s partition=%d "
+                "count=%d offsets=%d..%d",
                 batch_id,
-                position.topic,  # type: ignore[attr-defined]
-                position.partition,  # type: ignore[attr-defined]
-                position.offset,  # type: ignore[attr-defined]
+                run.topic,
+                run.partition,
+                run.count,
+                run.first_offset,
+                run.last_offset,
             )
-        if len(positions) > UNDECODABLE_LOGGED_PER_BATCH:
-            log.warning(
-                "record.undecodable.more batch=%d count=%d",
-                batch_id,
-                len(positions) - UNDECODABLE_LOGGED_PER_BATCH,
-            )
+            for offset in run.offsets[:left]:
+                log.warning(
+                    "record.undecodable batch=%d topic=%s partition=%d offset=%d",
+                    batch_id,
+                    run.topic,
+                    run.partition,
+                    offset,
+                )
+            left -= min(left, len(run.offsets))
 
 
 class BatchProgressLog(StreamingQueryListener):

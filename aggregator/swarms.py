@@ -21,15 +21,6 @@ def shown_count(raw: int, factor: int) -> int:
     return max(1, raw // factor)
 
 
-@dataclass(frozen=True)
-class RecordPosition:
-    """Where a record sits in Kafka."""
-
-    topic: str
-    partition: int
-    offset: int
-
-
 @dataclass
 class MatchTally:
     """What one batch holds for one match."""
@@ -38,12 +29,26 @@ class MatchTally:
     buckets: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UndecodableRun:
+    """The undecodable records of one batch in one Kafka partition."""
+
+    topic: str
+    partition: int
+    count: int
+    first_offset: int
+    last_offset: int
+    # The lowest offsets among them, at most ``batches.POSITIONS_KEPT``.
+    offsets: tuple[int, ...]
+
+
 @dataclass
 class BatchTally:
     """One batch reduced: rows read, undecodable records, per-match counts."""
 
     input_rows: int = 0
-    undecodable: list[RecordPosition] = field(default_factory=list)
+    # Per partition, ordered by topic and partition.
+    undecodable: list[UndecodableRun] = field(default_factory=list)
     matches: dict[str, MatchTally] = field(
         default_factory=lambda: defaultdict(MatchTally)
     )
@@ -51,13 +56,14 @@ class BatchTally:
 
 class TapGroup(NamedTuple):
     """One row of a batch as Spark counted it (see ``batches.tap_groups``):
-    either taps of one match, emoji and tap bucket, or one undecodable record."""
+    either taps of one match, emoji and tap bucket, or the undecodable
+    records of one partition (``taps`` then counts those)."""
 
     match_id: str | None
     emoji: str | None
-    # None for taps without a time, and on an undecodable record's row.
+    # None for taps without a time, and on an undecodable row.
     bucket_ms: int | None
-    undecodable: RecordPosition | None
+    undecodable: UndecodableRun | None
     taps: int
 
 
@@ -76,7 +82,7 @@ def fold(groups: Iterable[TapGroup]) -> BatchTally:
         if group.bucket_ms is not None:
             buckets = match.buckets
             buckets[group.bucket_ms] = buckets.get(group.bucket_ms, 0) + group.taps
-    batch.undecodable.sort(key=lambda p: (p.topic, p.partition, p.offset))
+    batch.undecodable.sort(key=lambda u: (u.topic, u.partition))
     return batch
 
 

@@ -2,10 +2,12 @@
 
 Why the settings are what they are:
 
-- A tap that got OK must reach Kafka. So every record is retried for
-  ``message_timeout_ms`` (two minutes by default): a short broker outage or
-  restart is ridden out by the records already accepted, and the idempotent
-  producer keeps those retries free of duplicates.
+- A tap that got OK must reach Kafka unless the process itself dies (kill -9
+  loses what is still queued, up to a linger's worth of taps). So every
+  record is retried for ``message_timeout_ms`` (two minutes by default): a
+  short broker outage or restart is ridden out by the records already
+  accepted, and the idempotent producer keeps those retries free of
+  duplicates.
 - New calls must not hang or pile up while the broker is gone. librdkafka
   reports a dead broker at once through the error callback
   (_TRANSPORT, _ALL_BROKERS_DOWN) but fails the queued records only after

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aggregator.swarms import (
-    RecordPosition,
     TapGroup,
+    UndecodableRun,
     Window,
     fold,
     shown_count,
@@ -40,7 +40,8 @@ def _taps(match_id: str, emoji: str, bucket_ms: int | None, taps: int) -> TapGro
 
 
 def _bad(partition: int, offset: int) -> TapGroup:
-    return TapGroup(None, None, None, RecordPosition("t", partition, offset), 1)
+    run = UndecodableRun("t", partition, 1, offset, offset, (offset,))
+    return TapGroup(None, None, None, run, 1)
 
 
 def test_fold_builds_one_sorted_swarm_per_match() -> None:
@@ -63,7 +64,10 @@ def test_fold_builds_one_sorted_swarm_per_match() -> None:
     )
 
     assert batch.input_rows == 4827
-    assert batch.undecodable == [RecordPosition("t", 1, 40), RecordPosition("t", 3, 17)]
+    assert [(u.partition, u.offsets) for u in batch.undecodable] == [
+        (1, (40,)),
+        (3, (17,)),
+    ]
     assert [r.match_id for r in records] == ["a", "b"]
     a, b = records
     assert [(e.emoji, e.raw, e.shown) for e in a.emojis] == [
@@ -92,7 +96,7 @@ def test_taps_without_a_time_count_but_fill_no_bucket() -> None:
 
 def test_fold_of_only_bad_records_produces_no_swarm() -> None:
     """Undecodable records are counted and produce no swarm."""
-    batch = fold([_bad(0, 1), _bad(0, 2)])
+    batch = fold([_bad(0, 1), _bad(2, 2)])
 
     records = swarm_records(
         batch, query_id="q", batch_id=0, window=Window(0, 2000), factor=1000

@@ -13,7 +13,7 @@ pyspark_sql = pytest.importorskip("pyspark.sql")
 
 from aggregator.batches import TAP_FUNCTION, register_tap_decoder, summarize  # noqa: E402
 from aggregator.config import DEFAULT_JARS_DIR  # noqa: E402
-from aggregator.swarms import RecordPosition, Window, swarm_records  # noqa: E402
+from aggregator.swarms import UndecodableRun, Window, swarm_records  # noqa: E402
 from emostream.v1 import internal_pb2  # noqa: E402
 
 # The Kafka source's columns that matter, with one it has that is not read.
@@ -69,6 +69,15 @@ def _decode(
     return [tuple(row.tap) if row.tap is not None else None for row in rows]
 
 
+def test_taps_before_1970_fall_in_the_bucket_that_holds_them(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """Buckets start at the floor of the tap time, negative times included."""
+    batch = summarize(_records(spark, [_event("m", "👏", -150), _event("m", "👏", 50)]))
+
+    assert batch.matches["m"].buckets == {-200: 1, 0: 1}
+
+
 def test_decoder_reads_taps_and_rejects_what_is_not_one(
     spark: pyspark_sql.SparkSession,
 ) -> None:
@@ -83,10 +92,12 @@ def test_decoder_reads_taps_and_rejects_what_is_not_one(
         b"",  # parses, but has no match or emoji
         None,
         _event("m1", "", 1_700_000_000_000),  # no emoji
+        good + b"\x12\x02\xff\xfe",  # user_id with bad UTF-8
     ]
 
     assert _decode(spark, values) == [
         ("m1", "❤️", 1_700_000_000_123),
+        None,
         None,
         None,
         None,
@@ -149,8 +160,8 @@ def test_batch_counts_each_match_and_emoji_apart_and_skips_bad_records(
 
     assert batch.input_rows == len(values)
     assert batch.undecodable == [
-        RecordPosition("emostream.emojis", 0, 100 + 4806),
-        RecordPosition("emostream.emojis", 2, 100 + 4805),
+        UndecodableRun("emostream.emojis", 0, 1, 4906, 4906, (4906,)),
+        UndecodableRun("emostream.emojis", 2, 1, 4905, 4905, (4905,)),
     ]
     by_match = {s.match_id: s for s in swarms}
     assert sorted(by_match) == ["m1", "m2"]
@@ -188,11 +199,19 @@ def test_empty_batch_yields_no_swarm(spark: pyspark_sql.SparkSession) -> None:
 def test_batch_of_only_undecodable_records_yields_no_swarm(
     spark: pyspark_sql.SparkSession,
 ) -> None:
-    """Records that cannot be decoded are counted and produce nothing."""
-    records = _records(spark, [b"\x0a\x02\xff\xfe", b""])
+    """Records that cannot be decoded are counted per partition with their
+    offset range, keep only the first offsets one by one, and produce nothing."""
+    records = _records(spark, [b"\x0a\x02\xff\xfe", b""] * 30)
 
     batch = summarize(records)
 
-    assert batch.input_rows == 2
-    assert len(batch.undecodable) == 2
+    assert batch.input_rows == 60
+    assert [(u.partition, u.count) for u in batch.undecodable] == [
+        (0, 20),
+        (1, 20),
+        (2, 20),
+    ]
+    first = batch.undecodable[0]
+    assert (first.first_offset, first.last_offset) == (100, 157)
+    assert first.offsets == tuple(range(100, 158, 3))
     assert dict(batch.matches) == {}

@@ -49,6 +49,13 @@ public final class TapDecoder implements UDF1<byte[], Row> {
     static final int RECEIVED_AT = tag(field(EVENT, "received_at"));
     static final int SECONDS = tag(field(TIMESTAMP, "seconds"));
     static final int NANOS = tag(field(TIMESTAMP, "nanos"));
+    /** Other string fields: not read, but a parser rejects bad UTF-8 in them. */
+    static final int[] OTHER_STRINGS =
+        EVENT.getFields().stream()
+            .filter(f -> f.getType() == FieldDescriptor.Type.STRING)
+            .mapToInt(TapDecoder::tag)
+            .filter(t -> t != MATCH_ID && t != EMOJI_TYPE)
+            .toArray();
   }
 
   @Override
@@ -81,6 +88,8 @@ public final class TapDecoder implements UDF1<byte[], Row> {
         tapped = readTimestamp(in, tapped);
       } else if (tag == Fields.RECEIVED_AT) {
         received = readTimestamp(in, received);
+      } else if (isOtherString(tag)) {
+        in.readStringRequireUtf8();
       } else if (!in.skipField(tag)) {
         throw new IOException("end-group tag outside a group");
       }
@@ -91,6 +100,15 @@ public final class TapDecoder implements UDF1<byte[], Row> {
     long[] at = tapped != null ? tapped : received;
     Long tappedMs = at == null ? null : at[0] * 1000L + at[1] / 1_000_000;
     return RowFactory.create(matchId, emoji, tappedMs);
+  }
+
+  private static boolean isOtherString(int tag) {
+    for (int other : Fields.OTHER_STRINGS) {
+      if (tag == other) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Merges one Timestamp occurrence into {seconds, nanos}, as a parser would. */
