@@ -82,12 +82,6 @@ class EmojiIngest(emostream_pb2_grpc.EmojiIngestServicer):
             await _refuse(context, exc, taps=1)
 
         metrics.ACCEPTED.inc()
-        log.debug(
-            "tap.accepted match=%s viewer=%s emoji=%s",
-            event.match_id,
-            event.user_id,
-            event.emoji_type,
-        )
         return emostream_pb2.SendEmojiResponse(emoji_type=event.emoji_type)
 
     async def SendEmojis(

@@ -8,6 +8,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from emostream.v1 import emostream_pb2
+from ingest_svc import validation
 from ingest_svc.errors import InvalidField
 from ingest_svc.validation import canonical_emoji, check_id, to_event
 
@@ -200,3 +201,12 @@ def test_timestamp_with_out_of_range_nanos_is_refused() -> None:
         to_event(_request(timestamp=stamp), now_s=NOW_S, max_skew_s=SKEW_S)
 
     assert refused.value.field == "timestamp"
+
+
+def test_every_known_emoji_is_one_grapheme_without_whitespace() -> None:
+    """What lets canonical_emoji answer a known sequence by lookup alone."""
+    for sequence in validation.CANONICAL_EMOJI:
+        assert len(validation._GRAPHEME.findall(sequence)) == 1, sequence
+        assert sequence.strip() == sequence
+        assert len(sequence) <= validation._EMOJI_MAX_CODE_POINTS
+        assert sequence not in validation._COMPONENTS
