@@ -47,8 +47,6 @@ from emostream.runtime import configure_logging
 
 log = logging.getLogger("aggregator")
 
-# Undecodable records logged one by one per batch; the rest only counted.
-UNDECODABLE_LOGGED_PER_BATCH = 20
 QUERY_NAME = "emostream-aggregator"
 READY_TIMEOUT_S = 120.0
 # A batch's reader ends each partition with a fetch at the log's end, which
@@ -163,13 +161,10 @@ class SwarmBatchWriter:
         return Window(now_ms - int(self._config.trigger_s * 1000), now_ms)
 
     def _log_undecodable(self, batch_id: int, runs: Sequence[UndecodableRun]) -> None:
-        # Per partition: how many, the offset range, then the first offsets
-        # one by one (at most UNDECODABLE_LOGGED_PER_BATCH in the batch).
-        left = UNDECODABLE_LOGGED_PER_BATCH
         for run in runs:
             log.warning(
-                "record.undecodable.partition batch=%d topic=%s partition=%d "
-                "count=%d offsets=%d..%d",
+                "record.undecodable batch=%d topic=%s partition=%d count=%d "
+                "offsets=%d..%d",
                 batch_id,
                 run.topic,
                 run.partition,
@@ -177,15 +172,6 @@ class SwarmBatchWriter:
                 run.first_offset,
                 run.last_offset,
             )
-            for offset in run.offsets[:left]:
-                log.warning(
-                    "record.undecodable batch=%d topic=%s partition=%d offset=%d",
-                    batch_id,
-                    run.topic,
-                    run.partition,
-                    offset,
-                )
-            left -= min(left, len(run.offsets))
 
 
 class BatchProgressLog(StreamingQueryListener):

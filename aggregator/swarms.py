@@ -38,8 +38,6 @@ class UndecodableRun:
     count: int
     first_offset: int
     last_offset: int
-    # The lowest offsets among them, at most ``batches.POSITIONS_KEPT``.
-    offsets: tuple[int, ...]
 
 
 @dataclass

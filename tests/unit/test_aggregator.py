@@ -40,7 +40,7 @@ def _taps(match_id: str, emoji: str, bucket_ms: int | None, taps: int) -> TapGro
 
 
 def _bad(partition: int, offset: int) -> TapGroup:
-    run = UndecodableRun("t", partition, 1, offset, offset, (offset,))
+    run = UndecodableRun("t", partition, 1, offset, offset)
     return TapGroup(None, None, None, run, 1)
 
 
@@ -64,9 +64,9 @@ def test_fold_builds_one_sorted_swarm_per_match() -> None:
     )
 
     assert batch.input_rows == 4827
-    assert [(u.partition, u.offsets) for u in batch.undecodable] == [
-        (1, (40,)),
-        (3, (17,)),
+    assert [(u.partition, u.first_offset) for u in batch.undecodable] == [
+        (1, 40),
+        (3, 17),
     ]
     assert [r.match_id for r in records] == ["a", "b"]
     a, b = records
