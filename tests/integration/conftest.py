@@ -47,6 +47,14 @@ def mesh() -> Iterator[Mesh]:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def fanout(mesh: Mesh) -> Mesh:
+    """The session mesh, for tests that need swarms to reach viewers."""
+    if not (mesh.layout.fanout and mesh.layout.aggregator):
+        pytest.skip("the fan-out needs the aggregator and fanout roles")
+    return mesh
+
+
 def wait_for(
     condition: Callable[[], bool], *, timeout_s: float, what: str, every_s: float = 0.2
 ) -> None:

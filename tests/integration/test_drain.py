@@ -18,13 +18,6 @@ ROUNDS = 6
 TAPS_PER_ROUND = 50
 
 
-@pytest.fixture
-def fanout(mesh: Mesh) -> Mesh:
-    if not (mesh.layout.fanout and mesh.layout.aggregator):
-        pytest.skip("draining needs the aggregator and fanout roles")
-    return mesh
-
-
 async def watch(
     client: Client, match_id: str, viewer_id: str, got: list[Swarm]
 ) -> None:

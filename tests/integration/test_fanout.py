@@ -22,13 +22,6 @@ NOTICE_DRAINING = emostream_pb2.NOTICE_DRAINING
 SWARM_WAIT_S = 90.0
 
 
-@pytest.fixture
-def fanout(mesh: Mesh) -> Mesh:
-    if not (mesh.layout.fanout and mesh.layout.aggregator):
-        pytest.skip("the fan-out needs the aggregator and fanout roles")
-    return mesh
-
-
 class Viewer:
     """A viewer's stream that reconnects and resumes after its last seq."""
 

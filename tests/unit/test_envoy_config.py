@@ -53,6 +53,16 @@ def _clusters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.skipif(not ENVOY.exists(), reason=f"no Envoy binary at {ENVOY}")
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
+def _validate(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    """Envoy's own check of a config file."""
+    return subprocess.run(
+        [str(ENVOY), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_rendered_bootstrap_passes_envoy_validation(
     tmp_path: pathlib.Path, name: str
 ) -> None:
@@ -63,12 +73,7 @@ def test_rendered_bootstrap_passes_envoy_validation(
     path = tmp_path / "envoy.yaml"
     path.write_text(envoy_config.render(layout))
 
-    result = subprocess.run(
-        [str(ENVOY), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _validate(path)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"configuration '{path}' OK" in result.stdout + result.stderr
@@ -335,12 +340,7 @@ def test_multi_host_bootstrap_passes_envoy_validation(tmp_path: pathlib.Path) ->
     path = tmp_path / "envoy-multihost.yaml"
     path.write_text(text)
 
-    result = subprocess.run(
-        [str(ENVOY), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _validate(path)
 
     assert result.returncode == 0, result.stderr[-2000:]
 
