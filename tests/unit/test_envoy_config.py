@@ -51,8 +51,6 @@ def _clusters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in config["static_resources"]["clusters"]}
 
 
-@pytest.mark.skipif(not ENVOY.exists(), reason=f"no Envoy binary at {ENVOY}")
-@pytest.mark.parametrize("name", sorted(LAYOUTS))
 def _validate(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
     """Envoy's own check of a config file."""
     return subprocess.run(
@@ -63,6 +61,8 @@ def _validate(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.skipif(not ENVOY.exists(), reason=f"no Envoy binary at {ENVOY}")
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_rendered_bootstrap_passes_envoy_validation(
     tmp_path: pathlib.Path, name: str
 ) -> None:
