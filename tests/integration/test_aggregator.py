@@ -11,10 +11,11 @@ import grpc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from deploy.layout import SWARM_TOPIC
+from aggregator import warm_up
+from deploy.layout import EMOJI_TOPIC, SWARM_TOPIC
 from deploy.mesh import Mesh
 from emostream.v1 import emostream_pb2, emostream_pb2_grpc, internal_pb2
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +255,23 @@ def test_killed_aggregator_resumes_without_losing_or_doubling_taps(
 
     assert counted(reader, match_id) == expected[match_id]
     assert len({query_id for query_id, _, _ in reader.records}) == 1
+
+
+def test_warm_up_taps_stay_in_their_own_topic(aggregator: Mesh) -> None:
+    """The aggregator warmed up on made-up taps read from Kafka, from a topic
+    of their own: it holds one batch's worth, filling it again adds none, and
+    no swarm counts a made-up tap."""
+    bootstrap = aggregator.layout.kafka_bootstrap
+    topic = EMOJI_TOPIC + warm_up.TOPIC_SUFFIX
+    log_text = aggregator.log_path("aggregator").read_text(errors="replace")
+    assert "warm_up.completed rounds=20 taps_from=kafka" in log_text
+
+    assert warm_up.stored(bootstrap, topic) == warm_up.ROWS
+    warm_up.fill_topic(bootstrap, topic, partitions=1)
+    assert warm_up.stored(bootstrap, topic) == warm_up.ROWS
+
+    def made_up(value: bytes) -> bool:
+        match_id = internal_pb2.SwarmRecord.FromString(value).match_id
+        return match_id.startswith("warm-up-")
+
+    assert read_topic(bootstrap, SWARM_TOPIC, keep=made_up, expected=0) == []
