@@ -5,10 +5,10 @@
 Starts Kafka and the aggregator alone (the mesh's own command line, in a
 temporary run folder), produces pre-serialized EmojiEvents straight to the
 source topic at a steady rate over a few matches and emojis for a bounded
-time, then reads the aggregator's log: Spark's time per batch (trigger_ms,
+time, batched and compressed as the ingest service writes them, then reads the aggregator's log: Spark's time per batch (trigger_ms,
 from the query progress) and the foreachBatch part of it (batch_ms: read from
-Kafka, decode, aggregate, publish). The first batches still warm up the
-JVM's Kafka reader and are left out of the figures.
+Kafka, decode, aggregate, publish). The first batches after a start are
+left out of the figures.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 from deploy.layout import EMOJI_TOPIC, MeshLayout
 from deploy.mesh import Mesh
 from emostream.v1 import internal_pb2
+from ingest_svc.config import IngestConfig
 
 PORT_BASE = 23000
 MATCHES = [f"bench-match-{i}" for i in range(4)]
@@ -64,7 +65,17 @@ def events_for_tick(now_ms: int, count: int) -> list[bytes]:
 
 def produce_steadily(bootstrap: str, rate: int, seconds: float) -> int:
     """Produces ``rate`` taps a second for ``seconds``; returns how many."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "acks": "1"})
+    # Batched and compressed as the ingest service's producer writes them: the
+    # aggregator's reader decompresses every batch.
+    ingest = IngestConfig()
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": ingest.linger_ms,
+            "compression.type": ingest.compression,
+            "acks": "1",
+        }
+    )
     per_tick = max(1, int(rate * TICK_S))
     sent = 0
     started = time.monotonic()
