@@ -5,11 +5,11 @@
 Starts Kafka and the aggregator alone (the mesh's own command line, in a
 temporary run folder), produces pre-serialized EmojiEvents straight to the
 source topic at a steady rate over a few matches and emojis for a bounded
-time, batched and compressed as the ingest service writes them, then reads the aggregator's log: Spark's time per batch (trigger_ms,
-from the query progress) and the foreachBatch part of it (batch_ms: read from
-Kafka, decode, aggregate, publish). The first batches after a start are
-left out of the figures.
-"""
+time, batched and compressed as the ingest service writes them, then reads
+the aggregator's log: Spark's time per batch (trigger_ms, from the query
+progress) and the foreachBatch part of it (batch_ms: read from Kafka, decode,
+aggregate, publish). The first batches after a start are left out of the
+figures."""
 
 from __future__ import annotations
 
