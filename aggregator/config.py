@@ -51,8 +51,8 @@ class AggregatorConfig:
     # How long a batch may wait for its swarms to be acknowledged before the
     # query fails, seconds; 0 (the default) waits as long as Kafka is away.
     publish_timeout_s: float
-    # Runs of the batch transformation on made-up taps before the query
-    # starts, so that the JVM has compiled it; 0: none.
+    # Micro-batches of made-up taps (aggregator/warm_up.py) run before the
+    # query starts, so that the JVM has compiled what a batch runs; 0: none.
     warm_up_rounds: int
 
     def __post_init__(self) -> None:
@@ -70,8 +70,8 @@ class AggregatorConfig:
             raise ValueError("ui_port must be within 1024..65535")
         if self.publish_timeout_s < 0:
             raise ValueError("publish_timeout_s must not be negative")
-        if not 0 <= self.warm_up_rounds <= 1000:
-            raise ValueError("warm_up_rounds must be within 0..1000")
+        if not 0 <= self.warm_up_rounds <= 100:
+            raise ValueError("warm_up_rounds must be within 0..100")
 
     @property
     def work_dir(self) -> pathlib.Path:
@@ -172,7 +172,7 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
         "--warm-up-rounds",
         type=int,
         default=int(_env("EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS", "20")),
-        help="transformation runs on made-up taps before the query starts "
+        help="warm-up batches of made-up taps before the query starts, 0..100 "
         "(EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS, 20)",
     )
     args = parser.parse_args(argv)

@@ -22,17 +22,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 from types import FrameType
+from typing import Protocol
 
 from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.streaming.listener import (
-    QueryIdleEvent,
-    QueryProgressEvent,
-    QueryStartedEvent,
-    QueryTerminatedEvent,
-)
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 from aggregator.batches import RECORD_COLUMNS, register_tap_decoder, summarize
 from aggregator.config import LOCAL_MASTER, AggregatorConfig, parse_config
@@ -53,6 +49,8 @@ FETCH_MAX_WAIT_MS = 10
 # the batch on the same two cores: batches within 0.5 s went from 17-18 to
 # 21-22 of 28 at 20,000 taps/s (bench.aggregator_batches, two runs each).
 GC = "-XX:+UseParallelGC"
+# How often the main thread logs the batches completed meanwhile.
+PROGRESS_POLL_S = 1
 # Built by deploy/bootstrap.sh from aggregator/jvm into the jars folder.
 DECODER_JAR = "emostream-aggregator.jar"
 # Session settings for the query's batches, in local mode and under
@@ -192,18 +190,46 @@ class SwarmBatchWriter:
             )
 
 
-class BatchProgressLog(StreamingQueryListener):
-    """Logs Spark's own timing of every batch; WARNING when one outlasts the
-    trigger, since the next batch then starts late."""
+class ProgressReports(Protocol):
+    """What BatchProgressLog reads of a StreamingQuery."""
+
+    @property
+    def lastProgress(self) -> StreamingQueryProgress | None: ...
+
+    @property
+    def recentProgress(self) -> list[StreamingQueryProgress]: ...
+
+
+class BatchProgressLog:
+    """Logs Spark's own timing of every batch, from the query's progress
+    reports; WARNING when one outlasts the trigger, since the next batch then
+    starts late.
+
+    ``poll`` reads the reports as JSON, two calls into the JVM. A
+    StreamingQueryListener gets the same reports, but pyspark turns each one
+    into Python objects with dozens of calls, some of which search every jar
+    for a class name: profiled, that took about as much CPU as the batch's
+    own task.
+    """
 
     def __init__(self, trigger_s: float) -> None:
         self._trigger_ms = trigger_s * 1000
+        self._last_batch_id = -1
 
-    def onQueryStarted(self, event: QueryStartedEvent) -> None:
-        pass
+    def poll(self, query: ProgressReports) -> None:
+        """Logs the batches completed since the last call."""
+        last = query.lastProgress
+        if last is None or last.batchId <= self._last_batch_id:
+            return
+        if last.batchId == self._last_batch_id + 1:
+            new = [last]
+        else:  # more than one since the last call, or the first call
+            new = [p for p in query.recentProgress if p.batchId > self._last_batch_id]
+        for progress in new:
+            self._log(progress)
+        self._last_batch_id = last.batchId
 
-    def onQueryProgress(self, event: QueryProgressEvent) -> None:
-        progress = event.progress
+    def _log(self, progress: StreamingQueryProgress) -> None:
         durations = progress.durationMs
         trigger_ms = durations.get("triggerExecution", 0)
         slow = trigger_ms > self._trigger_ms
@@ -219,12 +245,6 @@ class BatchProgressLog(StreamingQueryListener):
             durations.get("commitOffsets", 0),
             " slower_than_trigger=true" if slow else "",
         )
-
-    def onQueryIdle(self, event: QueryIdleEvent) -> None:
-        pass
-
-    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
-        pass
 
 
 def reader_options(config: AggregatorConfig) -> dict[str, str]:
@@ -310,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka=config.kafka,
         source_topic=config.source_topic,
         reader_options=reader_options(config),
+        work_dir=config.work_dir,
     )
     log.info(
         "warm_up.completed rounds=%d taps_from=%s duration_ms=%d",
@@ -321,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.kafka, config.swarm_topic, timeout_s=config.publish_timeout_s
     )
     writer = SwarmBatchWriter(config, producer)
-    spark.streams.addListener(BatchProgressLog(config.trigger_s))
+    progress_log = BatchProgressLog(config.trigger_s)
     query = start_query(spark, config, writer)
     # Kept on this side: once the JVM is gone, asking the query fails.
     query_id = str(query.id)
@@ -338,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.ready_file is not None and query.isActive:
             _write_atomically(config.ready_file, f"{query_id}\n")
         while not stopping.is_set():
-            if query.awaitTermination(1):
+            progress_log.poll(query)
+            if query.awaitTermination(PROGRESS_POLL_S):
                 log.error("query.stopped query_id=%s unexpectedly", query_id)
                 return 1
     except StreamingQueryException as exc:

@@ -259,16 +259,17 @@ def test_killed_aggregator_resumes_without_losing_or_doubling_taps(
 
 def test_warm_up_taps_stay_in_their_own_topic(aggregator: Mesh) -> None:
     """The aggregator warmed up on made-up taps read from Kafka, from a topic
-    of their own: it holds one batch's worth, filling it again adds none, and
+    of their own: it holds 20 batches' worth, filling it again adds none, and
     no swarm counts a made-up tap."""
     bootstrap = aggregator.layout.kafka_bootstrap
     topic = EMOJI_TOPIC + warm_up.TOPIC_SUFFIX
     log_text = aggregator.log_path("aggregator").read_text(errors="replace")
     assert "warm_up.completed rounds=20 taps_from=kafka" in log_text
 
-    assert warm_up.stored(bootstrap, topic) == warm_up.ROWS
-    warm_up.fill_topic(bootstrap, topic, partitions=1)
-    assert warm_up.stored(bootstrap, topic) == warm_up.ROWS
+    taps = 20 * warm_up.ROWS_PER_ROUND
+    assert warm_up.stored(bootstrap, topic) == taps
+    warm_up.fill_topic(bootstrap, topic, partitions=1, taps=taps)
+    assert warm_up.stored(bootstrap, topic) == taps
 
     def made_up(value: bytes) -> bool:
         match_id = internal_pb2.SwarmRecord.FromString(value).match_id

@@ -1,0 +1,80 @@
+"""The aggregator's batch log: every completed batch logged once, in order."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pyspark.sql.streaming.listener import StreamingQueryProgress
+
+from aggregator.job import BatchProgressLog
+
+
+def _progress(batch_id: int, trigger_ms: int = 300) -> StreamingQueryProgress:
+    return StreamingQueryProgress.fromJson(
+        {
+            "id": "00000000-0000-0000-0000-000000000001",
+            "runId": "00000000-0000-0000-0000-000000000002",
+            "name": "q",
+            "timestamp": "2026-01-01T00:00:00.000Z",
+            "batchId": batch_id,
+            "batchDuration": trigger_ms,
+            "durationMs": {"triggerExecution": trigger_ms, "addBatch": 200},
+            "eventTime": {},
+            "stateOperators": [],
+            "numInputRows": 10 * batch_id,
+            "sources": [],
+            "sink": {"description": "foreachBatch", "numOutputRows": -1},
+        }
+    )
+
+
+class FakeQuery:
+    """A query whose batches complete when the test says."""
+
+    def __init__(self) -> None:
+        self.recentProgress: list[StreamingQueryProgress] = []
+
+    def complete(self, batch_id: int, trigger_ms: int = 300) -> None:
+        self.recentProgress.append(_progress(batch_id, trigger_ms))
+
+    @property
+    def lastProgress(self) -> StreamingQueryProgress | None:
+        return self.recentProgress[-1] if self.recentProgress else None
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (record.levelno, record.getMessage().split(" rows=")[0])
+        for record in caplog.records
+        if record.getMessage().startswith("batch.progress")
+    ]
+
+
+def test_each_batch_is_logged_once_even_when_several_complete_between_polls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aggregator")
+    query = FakeQuery()
+    progress_log = BatchProgressLog(trigger_s=2.0)
+
+    progress_log.poll(query)  # nothing yet
+    query.complete(4)  # a restart: the first batch of this run is not 0
+    query.complete(5)
+    progress_log.poll(query)
+    progress_log.poll(query)  # nothing new
+    query.complete(6, trigger_ms=2500)
+    progress_log.poll(query)
+    query.complete(7)
+    query.complete(8)
+    query.complete(9)
+    progress_log.poll(query)
+
+    assert _logged(caplog) == [
+        (logging.INFO, "batch.progress batch=4"),
+        (logging.INFO, "batch.progress batch=5"),
+        (logging.WARNING, "batch.progress batch=6"),
+        (logging.INFO, "batch.progress batch=7"),
+        (logging.INFO, "batch.progress batch=8"),
+        (logging.INFO, "batch.progress batch=9"),
+    ]
