@@ -405,12 +405,12 @@ def aggregator(s: Settings) -> Section:
     section.table = ["```", *shown[-12:], "```"]
     section.notes = [
         "The lines are bench.aggregator_batches' own: Kafka and the aggregator "
-        "alone, taps produced straight into the source topic at a steady rate; "
-        "trigger_ms is Spark's time for the whole micro-batch, batch_ms the "
-        "foreachBatch part (read, decode, aggregate, publish). The aggregator "
-        "runs its transformation 20 times on made-up taps before the query "
-        "starts (--warm-up-rounds); the first 3 batches, whose Kafka reads "
-        "are still cold, are left out.",
+        "alone, taps produced straight into the source topic at a steady rate, "
+        "batched and compressed as the ingest service writes them; trigger_ms "
+        "is Spark's time for the whole micro-batch, batch_ms the foreachBatch "
+        "part (read, decode, aggregate, publish). Before the query starts, the "
+        "aggregator runs 20 warm-up micro-batches on made-up taps from a topic "
+        "of their own (--warm-up-rounds); the first 3 batches are left out.",
     ]
     if code != 0:
         section.notes.append(f"bench.aggregator_batches exited with status {code}.")
