@@ -37,7 +37,8 @@ GOAL_MS = 500
 
 _PROGRESS = re.compile(
     r"batch\.progress batch=(?P<batch>\d+) rows=(?P<rows>\d+) "
-    r"trigger_ms=(?P<trigger_ms>\d+) offsets_ms=\d+ batch_ms=(?P<batch_ms>\d+)"
+    r"trigger_ms=(?P<trigger_ms>\d+) offsets_ms=(?P<offsets_ms>\d+) "
+    r"batch_ms=(?P<batch_ms>\d+) commit_ms=(?P<commit_ms>\d+)"
 )
 
 
@@ -46,7 +47,15 @@ class BatchTiming:
     batch: int
     rows: int
     trigger_ms: int
+    offsets_ms: int
     batch_ms: int
+    commit_ms: int
+
+    def describe(self) -> str:
+        return (
+            f"batch {self.batch}: trigger_ms={self.trigger_ms} (offsets "
+            f"{self.offsets_ms}, batch {self.batch_ms}, commit {self.commit_ms})"
+        )
 
 
 def events_for_tick(now_ms: int, count: int) -> list[bytes]:
@@ -110,7 +119,9 @@ def read_timings(log_path: pathlib.Path) -> list[BatchTiming]:
                     batch=int(match["batch"]),
                     rows=int(match["rows"]),
                     trigger_ms=int(match["trigger_ms"]),
+                    offsets_ms=int(match["offsets_ms"]),
                     batch_ms=int(match["batch_ms"]),
+                    commit_ms=int(match["commit_ms"]),
                 )
             )
     return timings
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.aggregator_batches")
     parser.add_argument("--rate", type=int, default=20_000, help="taps per second")
     parser.add_argument("--seconds", type=float, default=40.0, help="how long")
-    parser.add_argument("--warm-up", type=int, default=3, help="batches left out")
+    parser.add_argument("--skip", type=int, default=3, help="first batches left out")
     parser.add_argument("--port-base", type=int, default=PORT_BASE)
     parser.add_argument("--keep", action="store_true", help="keep the run folder")
     args = parser.parse_args(argv)
@@ -157,19 +168,23 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     with_rows = [t for t in timings if t.rows > 0]
-    measured = with_rows[args.warm_up :]
+    measured = with_rows[args.skip :]
     counted = sum(t.rows for t in with_rows)
     print(f"sent={sent} counted={counted} batches_with_rows={len(with_rows)}")
     if not measured:
-        print("no batches after warm-up")
+        print(f"no batches after the first {args.skip}")
         return 1
-    print(f"after {args.warm_up} warm-up batches: {len(measured)} batches, rows "
+    left_out = ", ".join(str(t.trigger_ms) for t in with_rows[: args.skip])
+    print(f"left out, the first {args.skip} batches: trigger_ms {left_out}")
+    print(f"after them: {len(measured)} batches, rows "
           f"p50={statistics.median(t.rows for t in measured):.0f}")  # fmt: skip
     print(_summary("trigger_ms", [t.trigger_ms for t in measured]))
     print(_summary("batch_ms", [t.batch_ms for t in measured]))
     slow = [t for t in measured if t.trigger_ms > GOAL_MS]
     print(f"goal <= {GOAL_MS} ms per batch: {len(measured) - len(slow)} of "
           f"{len(measured)} batches met it")  # fmt: skip
+    for timing in slow:
+        print(f"  over the goal: {timing.describe()}")
     if args.keep:
         print(f"run folder kept: {run_dir}")
     return 0
