@@ -223,10 +223,11 @@ def _batched_reading(best: ingest.BatchedResult) -> list[str]:
     cores = BATCHED_GOAL_PER_S * (ingest_us + others_us) / 1e6
     return [
         f"Reading: the ingest service is CPU-bound in Python. Each tap costs "
-        f"about {ingest_us:.0f} µs of ingest CPU (validation with two regular "
-        f"expressions and a grapheme split, building and serializing the Kafka "
-        f"event, one librdkafka produce call, and one delivery-report callback "
-        f"in Python) and {others_us:.1f} µs of Kafka and Envoy CPU, so "
+        f"about {ingest_us:.0f} µs of ingest CPU (checking the ids with a regular "
+        f"expression and the emoji with a dictionary lookup, building and "
+        f"serializing the Kafka event, one librdkafka produce call; librdkafka "
+        f"reports back only failed deliveries) and {others_us:.1f} µs of Kafka "
+        f"and Envoy CPU, so "
         f"{BATCHED_GOAL_PER_S:,.0f} taps/s needs about {cores:.1f} of the 2 "
         f"cores before the clients take theirs: within reach only on an "
         f"otherwise idle machine. More ingest processes help only while a core "
