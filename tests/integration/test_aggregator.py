@@ -257,6 +257,43 @@ def test_killed_aggregator_resumes_without_losing_or_doubling_taps(
     assert len({query_id for query_id, _, _ in reader.records}) == 1
 
 
+def test_replayed_batch_has_its_batch_id_and_counts_once(
+    aggregator: Mesh,
+    ingest: emostream_pb2_grpc.EmojiIngestStub,
+    reader: SwarmReader,
+    match_ids: list[str],
+) -> None:
+    """A crash after a batch's swarms went out but before Spark committed the
+    batch: the restarted query runs that batch again with the same batch id
+    and the same taps, and deduplicating by batch id counts each tap once."""
+    match_id = match_ids[0]
+    expected = {match_id: Counter({"🔥": 1500})}
+    send_taps(ingest, match_id, "🔥", 1500)
+    wait_for_totals(reader, ingest, expected, timeout_s=60)
+    aggregator.stop("aggregator")
+
+    # The newest batch (the sentinel's, as no taps came after it) has published
+    # its swarms; without its commit, the checkpoint is what a kill between
+    # publishing and committing leaves behind.
+    checkpoint = aggregator.layout.run_dir / "aggregator" / "checkpoint"
+    newest = max(
+        int(p.name) for p in (checkpoint / "offsets").iterdir() if p.name.isdigit()
+    )
+    (checkpoint / "commits" / str(newest)).unlink(missing_ok=True)
+    (checkpoint / "commits" / f".{newest}.crc").unlink(missing_ok=True)
+    before = reader.replays
+    aggregator.start("aggregator")
+
+    def replayed() -> bool:
+        reader.poll()
+        return reader.replays > before
+
+    wait_for(replayed, timeout_s=90, what=f"batch {newest} run again")
+    assert counted(reader, match_id) == expected[match_id]
+    assert reader.raw_totals(match_id)[SENTINEL] == 1
+    assert len({query_id for query_id, _, _ in reader.records}) == 1
+
+
 def test_warm_up_taps_stay_in_their_own_topic(aggregator: Mesh) -> None:
     """The aggregator warmed up on made-up taps read from Kafka, from a topic
     of their own: it holds 20 batches' worth, filling it again adds none, and
