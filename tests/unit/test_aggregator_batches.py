@@ -124,6 +124,37 @@ def test_decoder_takes_the_tap_time_then_the_receive_time(
     ]
 
 
+def test_decoder_treats_a_time_outside_timestamps_range_as_none(
+    spark: pyspark_sql.SparkSession,
+) -> None:
+    """Seconds past year 9999 (whose milliseconds would overflow) or nanos
+    past a second are no time: the receive time stands in, else none."""
+
+    def event(seconds: int, nanos: int, received_ms: int | None = None) -> bytes:
+        message = internal_pb2.EmojiEvent(match_id="m", user_id="u", emoji_type="👏")
+        message.tapped_at.seconds = seconds
+        message.tapped_at.nanos = nanos
+        if received_ms is not None:
+            message.received_at.FromMilliseconds(received_ms)
+        return message.SerializeToString()
+
+    values = [
+        event(2**62, 0),
+        event(-(2**62), 0, received_ms=1_000_456),
+        event(1_000, 1_000_000_000, received_ms=1_000_789),
+        event(1_000, -1),
+        event(253_402_300_799, 999_999_999),
+    ]
+
+    assert _decode(spark, values) == [
+        ("m", "👏", None),
+        ("m", "👏", 1_000_456),
+        ("m", "👏", 1_000_789),
+        ("m", "👏", None),
+        ("m", "👏", 253_402_300_799_999),
+    ]
+
+
 def test_decoder_skips_fields_it_does_not_know(
     spark: pyspark_sql.SparkSession,
 ) -> None:

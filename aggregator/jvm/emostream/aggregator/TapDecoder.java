@@ -19,7 +19,9 @@ import org.apache.spark.sql.api.java.UDF1;
 /**
  * Decodes an ingest-topic record value into the three fields the aggregator
  * counts: match_id, emoji_type and the tap time in epoch milliseconds
- * (tapped_at, else received_at, else null).
+ * (tapped_at, else received_at, else null). A time outside Timestamp's range
+ * (years 1 to 9999, nanos 0 to 999,999,999) counts as no time: ingest never
+ * writes one, and its milliseconds could overflow.
  *
  * <p>The message layout comes from the project's descriptor set, generated
  * from protos/ and packed into this jar as {@code emostream.pb}; nothing here
@@ -97,9 +99,21 @@ public final class TapDecoder implements UDF1<byte[], Row> {
     if (matchId.isEmpty() || emoji.isEmpty()) {
       return null;
     }
-    long[] at = tapped != null ? tapped : received;
+    long[] at = inRange(tapped) ? tapped : inRange(received) ? received : null;
     Long tappedMs = at == null ? null : at[0] * 1000L + at[1] / 1_000_000;
     return RowFactory.create(matchId, emoji, tappedMs);
+  }
+
+  /** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in epoch seconds. */
+  private static final long MIN_SECONDS = -62_135_596_800L;
+  private static final long MAX_SECONDS = 253_402_300_799L;
+
+  private static boolean inRange(long[] at) {
+    return at != null
+        && at[0] >= MIN_SECONDS
+        && at[0] <= MAX_SECONDS
+        && at[1] >= 0
+        && at[1] <= 999_999_999;
   }
 
   private static boolean isOtherString(int tag) {
