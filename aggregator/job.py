@@ -226,8 +226,9 @@ class BatchProgressLog:
         else:  # more than one since the last call, or the first call
             new = [p for p in query.recentProgress if p.batchId > self._last_batch_id]
         for progress in new:
-            self._log(progress)
-        self._last_batch_id = last.batchId
+            if _ran_a_batch(progress):
+                self._log(progress)
+                self._last_batch_id = progress.batchId
 
     def _log(self, progress: StreamingQueryProgress) -> None:
         durations = progress.durationMs
@@ -245,6 +246,13 @@ class BatchProgressLog:
             durations.get("commitOffsets", 0),
             " slower_than_trigger=true" if slow else "",
         )
+
+
+def _ran_a_batch(progress: StreamingQueryProgress) -> bool:
+    # While no taps arrive, Spark reports progress every 10 s anyway, under the
+    # id of the batch that has yet to run: no rows and no addBatch. That batch
+    # reports again once it has run.
+    return "addBatch" in progress.durationMs
 
 
 def reader_options(config: AggregatorConfig) -> dict[str, str]:

@@ -10,7 +10,12 @@ from pyspark.sql.streaming.listener import StreamingQueryProgress
 from aggregator.job import BatchProgressLog
 
 
-def _progress(batch_id: int, trigger_ms: int = 300) -> StreamingQueryProgress:
+def _progress(
+    batch_id: int, trigger_ms: int = 300, *, ran: bool = True
+) -> StreamingQueryProgress:
+    durations = {"triggerExecution": trigger_ms, "latestOffset": 10}
+    if ran:
+        durations["addBatch"] = 200
     return StreamingQueryProgress.fromJson(
         {
             "id": "00000000-0000-0000-0000-000000000001",
@@ -19,10 +24,10 @@ def _progress(batch_id: int, trigger_ms: int = 300) -> StreamingQueryProgress:
             "timestamp": "2026-01-01T00:00:00.000Z",
             "batchId": batch_id,
             "batchDuration": trigger_ms,
-            "durationMs": {"triggerExecution": trigger_ms, "addBatch": 200},
+            "durationMs": durations,
             "eventTime": {},
             "stateOperators": [],
-            "numInputRows": 10 * batch_id,
+            "numInputRows": 10 * batch_id if ran else 0,
             "sources": [],
             "sink": {"description": "foreachBatch", "numOutputRows": -1},
         }
@@ -37,6 +42,10 @@ class FakeQuery:
 
     def complete(self, batch_id: int, trigger_ms: int = 300) -> None:
         self.recentProgress.append(_progress(batch_id, trigger_ms))
+
+    def idle(self, next_batch_id: int) -> None:
+        """Spark's report while no data arrives, under the next batch's id."""
+        self.recentProgress.append(_progress(next_batch_id, 10, ran=False))
 
     @property
     def lastProgress(self) -> StreamingQueryProgress | None:
@@ -77,4 +86,29 @@ def test_each_batch_is_logged_once_even_when_several_complete_between_polls(
         (logging.INFO, "batch.progress batch=7"),
         (logging.INFO, "batch.progress batch=8"),
         (logging.INFO, "batch.progress batch=9"),
+    ]
+
+
+def test_idle_reports_are_not_logged_as_the_batch_that_has_yet_to_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aggregator")
+    query = FakeQuery()
+    progress_log = BatchProgressLog(trigger_s=2.0)
+
+    query.idle(0)  # a restart before any data
+    progress_log.poll(query)
+    query.complete(0)
+    query.complete(1)
+    query.idle(2)
+    progress_log.poll(query)
+    query.idle(2)
+    progress_log.poll(query)
+    query.complete(2, trigger_ms=2500)
+    progress_log.poll(query)
+
+    assert _logged(caplog) == [
+        (logging.INFO, "batch.progress batch=0"),
+        (logging.INFO, "batch.progress batch=1"),
+        (logging.WARNING, "batch.progress batch=2"),
     ]
