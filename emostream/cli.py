@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a match to tap for; repeat for several (default crowd-1)",
     )  # fmt: skip
     _add_pacing(fake, duration_default=60.0)
-    fake.add_argument("--viewers", type=_positive_int, default=500)
+    fake.add_argument(
+        "--viewers", type=_positive_int, default=500,
+        help="viewers per match who tap, each a user id (default 500)",
+    )  # fmt: skip
     fake.add_argument(
         "--rate", type=float, default=20.0, help="background taps/s per match"
     )
@@ -157,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ball-interval", type=_positive_float, default=4.0, metavar="S",
         help="seconds per delivery (default 4)",
     )  # fmt: skip
-    fake.add_argument("--seed", type=int, default=0)
+    fake.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed: the same seed sends the same crowd (default 0)",
+    )  # fmt: skip
     return parser
 
 
