@@ -118,19 +118,19 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
     add(
         "--trigger-s",
         type=float,
-        default=float(_env("EMOSTREAM_TRIGGER_S", "2")),
+        default=_env("EMOSTREAM_TRIGGER_S", "2"),
         help="micro-batch interval in seconds (EMOSTREAM_TRIGGER_S, 2)",
     )
     add(
         "--factor",
         type=int,
-        default=int(_env("EMOSTREAM_FACTOR", "1000")),
+        default=_env("EMOSTREAM_FACTOR", "1000"),
         help="taps per shown emoji (EMOSTREAM_FACTOR, 1000)",
     )
     add(
         "--ui-port",
         type=int,
-        default=int(_env("EMOSTREAM_AGGREGATOR_UI_PORT", "4040")),
+        default=_env("EMOSTREAM_AGGREGATOR_UI_PORT", "4040"),
         help="Spark UI port (EMOSTREAM_AGGREGATOR_UI_PORT, 4040)",
     )
     add(
@@ -164,14 +164,14 @@ def parse_config(argv: Sequence[str] | None = None) -> AggregatorConfig:
     add(
         "--publish-timeout-s",
         type=float,
-        default=float(_env("EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S", "0")),
+        default=_env("EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S", "0"),
         help="wait for swarm acks before failing, seconds; 0: as long as Kafka "
         "is away (EMOSTREAM_AGGREGATOR_PUBLISH_TIMEOUT_S, 0)",
     )
     add(
         "--warm-up-rounds",
         type=int,
-        default=int(_env("EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS", "20")),
+        default=_env("EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS", "20"),
         help="warm-up batches of made-up taps before the query starts, 0..100 "
         "(EMOSTREAM_AGGREGATOR_WARM_UP_ROUNDS, 20)",
     )

@@ -331,21 +331,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     spark = build_session(config)
-    warm_up_started = time.monotonic()
-    source = warm_up(
-        spark,
-        rounds=config.warm_up_rounds,
-        kafka=config.kafka,
-        source_topic=config.source_topic,
-        reader_options=reader_options(config),
-        work_dir=config.work_dir,
-    )
-    log.info(
-        "warm_up.completed rounds=%d taps_from=%s duration_ms=%d",
-        config.warm_up_rounds,
-        source,
-        (time.monotonic() - warm_up_started) * 1000,
-    )
+    try:
+        warmed = _warm_up(spark, config, stopping)
+    except (Py4JError, ConnectionError) as exc:
+        # A signal to the whole process group stops the JVM too, often first.
+        if not stopping.is_set():
+            log.error("warm_up.lost_jvm error=%s", _first_line(exc))
+            return 1
+        warmed = False
+    if not warmed:
+        with contextlib.suppress(Exception):
+            spark.stop()
+        log.info("shutdown.complete during=warm-up")
+        return 0
+
     producer = SwarmProducer(
         config.kafka, config.swarm_topic, timeout_s=config.publish_timeout_s
     )
@@ -374,6 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamingQueryException as exc:
         log.error("query.failed query_id=%s error=%s", query_id, _first_line(exc))
         return 1
+    except TimeoutError as exc:
+        log.error(
+            "query.not_running query_id=%s error=%s (is Kafka at %s reachable?)",
+            query_id,
+            exc,
+            config.kafka,
+        )
+        return 1
     except (Py4JError, ConnectionError) as exc:
         # A signal to the whole process group stops the JVM too, often first.
         if stopping.is_set():
@@ -387,6 +394,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.ready_file.unlink(missing_ok=True)
     log.info("shutdown.complete query_id=%s", query_id)
     return 0
+
+
+def _warm_up(
+    spark: SparkSession, config: AggregatorConfig, stopping: threading.Event
+) -> bool:
+    """Runs the warm-up batches; False if a signal came first."""
+    started = time.monotonic()
+    source = warm_up(
+        spark,
+        rounds=config.warm_up_rounds,
+        kafka=config.kafka,
+        source_topic=config.source_topic,
+        reader_options=reader_options(config),
+        work_dir=config.work_dir,
+        stopping=stopping,
+    )
+    if source == "stopped" or stopping.is_set():
+        return False
+    log.info(
+        "warm_up.completed rounds=%d taps_from=%s duration_ms=%d",
+        config.warm_up_rounds,
+        source,
+        (time.monotonic() - started) * 1000,
+    )
+    return True
 
 
 def _shut_down(

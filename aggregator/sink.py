@@ -22,6 +22,7 @@ from emostream.v1 import internal_pb2
 log = logging.getLogger(__name__)
 
 WAIT_LOG_EVERY_S = 10.0
+LOGGED_KEY_MAX = 200
 
 
 _OnDelivery = Callable[[KafkaError | None, "Message[bytes, bytes]"], None]
@@ -126,9 +127,13 @@ class SwarmProducer:
 
 
 def _log_dropped(key: bytes | str | None, size: int, error: KafkaError) -> None:
+    # Ingest keeps match ids to 64 characters; a record written around it may
+    # carry any length, so the log shows the start of it.
+    shown = key if key is None or len(key) <= LOGGED_KEY_MAX else key[:LOGGED_KEY_MAX]
     log.error(
-        "swarm.dropped match_id=%r bytes=%d error=%s (larger than Kafka takes)",
-        key,
+        "swarm.dropped match_id=%r%s bytes=%d error=%s (larger than Kafka takes)",
+        shown,
+        "" if shown is key else f" match_id_length={len(key or '')}",
         size,
         error.name(),
     )

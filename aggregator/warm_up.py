@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import pathlib
 import shutil
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +50,13 @@ TOPIC_SUFFIX = ".warm-up"
 ROWS_PER_ROUND = 20_000
 KAFKA_TIMEOUT_S = 10.0
 STREAM_TIMEOUT_S = 120
+STOP_WAIT_S = 5
+# A topic just created answers "not the leader" until its leaders are elected.
+_NOT_READY_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 def made_up_values() -> list[bytes]:
@@ -73,21 +82,31 @@ def warm_up(
     source_topic: str,
     reader_options: Mapping[str, str],
     work_dir: pathlib.Path,
+    stopping: threading.Event,
 ) -> str:
     """Runs ``rounds`` warm-up batches; returns where their taps came from
-    ("kafka" or "memory"), or "none" for no rounds."""
+    ("kafka" or "memory"), "none" for no rounds, or "stopped" once
+    ``stopping`` is set (the process is shutting down)."""
     if rounds <= 0:
         return "none"
     topic = source_topic + TOPIC_SUFFIX
     try:
         partitions = _partitions(kafka, source_topic)
         fill_topic(kafka, topic, partitions=partitions, taps=rounds * ROWS_PER_ROUND)
-        _stream(spark, topic, reader_options, work_dir / "warm-up", rounds)
-        return "kafka"
+        finished = _stream(
+            spark, topic, reader_options, work_dir / "warm-up", rounds, stopping
+        )
+        return "kafka" if finished else "stopped"
     except Exception as exc:  # a warm-up is never a reason not to start
+        if stopping.is_set():
+            # A signal to the process group takes the JVM down too; there is
+            # nothing left to fall back on.
+            return "stopped"
         log.warning("warm_up.kafka_unavailable topic=%s error=%s", topic, exc)
     records = _in_memory(spark)
     for _ in range(rounds):
+        if stopping.is_set():
+            return "stopped"
         summarize(records)
     return "memory"
 
@@ -98,17 +117,22 @@ def _stream(
     reader_options: Mapping[str, str],
     checkpoint: pathlib.Path,
     rounds: int,
-) -> None:
-    """Runs a streaming query over all of ``topic``, counting ``rounds`` batches.
+    stopping: threading.Event,
+) -> bool:
+    """Runs a streaming query over all of ``topic``, counting ``rounds`` batches;
+    False if ``stopping`` was set first.
 
     Batches beyond ``rounds`` (the topic holds more taps after a start with
-    more rounds) are skipped without reading them.
+    more rounds) are skipped without reading them, and so is every batch once
+    ``stopping`` is set: the query then runs out by itself within a second.
+    Stopping it in the middle of a batch instead made Spark overflow its stack
+    while classifying the interruption, a thousand lines of log.
     """
     counted = 0
 
     def each_batch(records: DataFrame, _batch_id: int) -> None:
         nonlocal counted
-        if counted < rounds:
+        if counted < rounds and not stopping.is_set():
             summarize(records)
             counted += 1
 
@@ -126,18 +150,29 @@ def _stream(
         .foreachBatch(each_batch)
         .start()
     )
+    deadline = time.monotonic() + STREAM_TIMEOUT_S
     try:
-        if not query.awaitTermination(STREAM_TIMEOUT_S):
-            query.stop()
-            raise RuntimeError(
-                f"warm-up query still running after {STREAM_TIMEOUT_S} s"
-            )
+        while not query.awaitTermination(1):
+            if stopping.is_set():
+                # Skipped batches end within a second or two; a query stuck
+                # (Kafka away) is not waited for.
+                deadline = min(deadline, time.monotonic() + STOP_WAIT_S)
+            if time.monotonic() > deadline:
+                query.stop()
+                if stopping.is_set():
+                    return False
+                raise RuntimeError(
+                    f"warm-up query still running after {STREAM_TIMEOUT_S} s"
+                )
+        if stopping.is_set():
+            return False
         if counted < rounds:
             raise RuntimeError(
                 f"warm-up query ended after {counted} of {rounds} batches"
             )
     finally:
         shutil.rmtree(checkpoint, ignore_errors=True)
+    return True
 
 
 def fill_topic(kafka: str, topic: str, *, partitions: int, taps: int) -> None:
@@ -196,11 +231,20 @@ def stored(kafka: str, topic: str) -> int:
     consumer = Consumer(_settings(kafka, **{"group.id": "emostream-warm-up"}))
     try:
         metadata = consumer.list_topics(topic, timeout=KAFKA_TIMEOUT_S).topics[topic]
+        deadline = time.monotonic() + KAFKA_TIMEOUT_S
         total = 0
         for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=KAFKA_TIMEOUT_S
-            )
+            while True:
+                try:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=KAFKA_TIMEOUT_S
+                    )
+                    break
+                except KafkaException as exc:
+                    not_ready = exc.args[0].code() in _NOT_READY_YET
+                    if not not_ready or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             total += high - low
         return total
     finally:

@@ -27,6 +27,22 @@ def test_a_swarm_larger_than_kafka_takes_is_dropped_and_logged(
     assert "m-huge" in caplog.text
 
 
+def test_a_dropped_swarms_long_match_id_is_logged_by_its_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = SwarmProducer(NO_BROKER, "emostream.swarms", timeout_s=0.5)
+    long_id = "m" * 600_000 + "-end"
+    huge = internal_pb2.SwarmRecord(match_id=long_id, query_id="q" * 2_000_000)
+
+    with caplog.at_level(logging.ERROR, logger="aggregator.sink"):
+        producer.publish([huge])
+
+    (line,) = [r.getMessage() for r in caplog.records if "swarm.dropped" in r.msg]
+    assert len(line) < 400
+    assert f"match_id_length={len(long_id)}" in line
+    assert "-end" not in line
+
+
 def test_unacknowledged_swarms_fail_the_batch_after_the_timeout() -> None:
     """With a timeout set, swarms Kafka never acknowledged fail the batch."""
     producer = SwarmProducer(NO_BROKER, "emostream.swarms", timeout_s=0.5)
