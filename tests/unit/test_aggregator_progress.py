@@ -60,12 +60,16 @@ def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     ]
 
 
-def test_each_batch_is_logged_once_even_when_several_complete_between_polls(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def progress_log(caplog: pytest.LogCaptureFixture) -> BatchProgressLog:
     caplog.set_level(logging.INFO, logger="aggregator")
+    return BatchProgressLog(trigger_s=2.0)
+
+
+def test_each_batch_is_logged_once_even_when_several_complete_between_polls(
+    progress_log: BatchProgressLog, caplog: pytest.LogCaptureFixture
+) -> None:
     query = FakeQuery()
-    progress_log = BatchProgressLog(trigger_s=2.0)
 
     progress_log.poll(query)  # nothing yet
     query.complete(4)  # a restart: the first batch of this run is not 0
@@ -90,11 +94,9 @@ def test_each_batch_is_logged_once_even_when_several_complete_between_polls(
 
 
 def test_idle_reports_are_not_logged_as_the_batch_that_has_yet_to_run(
-    caplog: pytest.LogCaptureFixture,
+    progress_log: BatchProgressLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="aggregator")
     query = FakeQuery()
-    progress_log = BatchProgressLog(trigger_s=2.0)
 
     query.idle(0)  # a restart before any data
     progress_log.poll(query)
