@@ -13,7 +13,7 @@ Measured with bench.aggregator_batches at 20,000 taps/s, side by side: after
 0.50-1.02 s; after 20 batch reads of the topic, 0.35-0.65 s.
 
 The topic is created with the source topic's partition count and no
-retention, and filled once with taps batched and compressed (lz4) as the
+retention, and filled once with taps batched and compressed as the
 ingest service writes them. Where it cannot be created, filled or read, the
 warm-up runs the transformation on the same taps built in memory, and says so
 in the log.
@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 
 from aggregator.batches import RECORD_COLUMNS, summarize
 from emostream.v1 import internal_pb2
+from ingest_svc.config import IngestConfig
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,12 @@ def fill_topic(kafka: str, topic: str, *, partitions: int, taps: int) -> None:
     if missing <= 0:
         return
     # As the ingest service's producer batches and compresses.
+    ingest = IngestConfig()
     producer = Producer(
-        _settings(kafka, **{"compression.type": "lz4", "linger.ms": 500})
+        _settings(
+            kafka,
+            **{"compression.type": ingest.compression, "linger.ms": ingest.linger_ms},
+        )
     )
     values = made_up_values()
     for k in range(missing):
